@@ -1,0 +1,97 @@
+"""File names and mime types: derive them, make them safe, put them in headers."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import unicodedata
+from urllib.parse import quote
+
+# The platform's mime table (/etc/mime.types, the Windows registry) differs from
+# machine to machine; these are the types users serve most, pinned so that every
+# host of one app answers alike.
+_MIME_BY_EXT: dict[str, str] = {
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".pdf": "application/pdf",
+    ".csv": "text/csv",
+    ".txt": "text/plain",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".xhtml": "application/xhtml+xml",
+    ".xml": "application/xml",
+    ".json": "application/json",
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".zip": "application/zip",
+    ".parquet": "application/vnd.apache.parquet",
+}
+_EXT_BY_MIME: dict[str, str] = {}
+for _ext, _mime in _MIME_BY_EXT.items():
+    _EXT_BY_MIME.setdefault(_mime, _ext)
+
+OCTET_STREAM = "application/octet-stream"
+
+# Types a browser executes script in when it renders them as a document.
+ACTIVE_TYPES = frozenset(
+    {"image/svg+xml", "text/html", "application/xhtml+xml", "application/xml", "text/xml"}
+)
+
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+MAX_NAME_LENGTH = 200
+
+
+def mime_type_for(filename: str) -> str | None:
+    """The mime type of ``filename`` by its extension, or ``None`` if unknown."""
+    dot = filename.rfind(".")
+    if dot < 0:
+        return None
+    ext = filename[dot:].lower()
+    return _MIME_BY_EXT.get(ext) or mimetypes.guess_type("f" + ext, strict=False)[0]
+
+
+def extension_for(mime_type: str) -> str:
+    """An extension (with its dot) for ``mime_type``; ``.bin`` when none is known."""
+    essence = mime_type.split(";", 1)[0].strip().lower()
+    return _EXT_BY_MIME.get(essence) or mimetypes.guess_extension(essence, strict=False) or ".bin"
+
+
+def essence(mime_type: str) -> str:
+    """``text/html; charset=utf-8`` -> ``text/html``."""
+    return mime_type.split(";", 1)[0].strip().lower()
+
+
+def safe_filename(name: str) -> str:
+    """A file name without directories, control characters or leading dots.
+
+    The name is only the last segment of a URL and a header value, never a
+    path on disk, but it is echoed to clients and must not smuggle anything.
+    """
+    name = unicodedata.normalize("NFC", name)
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_NAME_CHARS.sub("_", name).strip().lstrip(".")
+    if len(name) > MAX_NAME_LENGTH:
+        dot = name.rfind(".")
+        ext = name[dot:] if 0 < dot and len(name) - dot <= 16 else ""
+        name = name[: MAX_NAME_LENGTH - len(ext)] + ext
+    return name
+
+
+def content_disposition(filename: str, *, attachment: bool) -> str:
+    """A ``Content-Disposition`` value with an ASCII fallback and RFC 5987 ``filename*``."""
+    kind = "attachment" if attachment else "inline"
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    # Quotes, backslashes and semicolons would end or split the quoted string.
+    ascii_name = re.sub(r'["\\;\x00-\x1f\x7f]', "_", ascii_name).strip() or "file"
+    value = f'{kind}; filename="{ascii_name}"'
+    if ascii_name != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value

@@ -1,0 +1,158 @@
+"""FileService: the store and the route, without Dash.
+
+``FileServeTransform`` is built on it; a plain Flask app uses it directly::
+
+    service = FileService()
+    service.init_app(flask_app)
+
+    @flask_app.post("/report")
+    def report():
+        return {"url": service.register(io.StringIO("hello"), filename="hello.txt")}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from flask import Flask, has_request_context, request
+from werkzeug.wrappers import Response
+
+from . import route
+from .naming import OCTET_STREAM, extension_for, mime_type_for, safe_filename
+from .store import DEFAULT_CHUNK_SIZE, MEMCACHED_CHUNK_SIZE, CacheLike, ChunkStore, FileRecord, default_backend
+from .values import File, FileOptions, to_source
+
+__all__ = ["FileService"]
+
+DEFAULT_TIMEOUT = 3600
+_DEFAULTS = FileOptions(download=False, one_time=False, sandbox=True)
+# Backends whose data lives on this host only: a path is visible to every reader.
+_HOST_LOCAL_BACKENDS = {"FileSystemCache", "SimpleCache", "NullCache"}
+
+
+class FileService:
+    """Registers files in a cache backend and serves them over HTTP.
+
+    :param backend: a ``cachelib.BaseCache`` or ``flask_caching.Cache``; ``None``
+        for the default ``FileSystemCache`` (see :func:`dfc_transform.store.default_cache_dir`).
+    :param timeout: seconds a registered file stays available; ``0``: until evicted.
+    :param chunk_size: bytes per stored chunk (default 1 MiB, 512 KiB on memcached).
+    :param max_size: largest file accepted, in bytes; ``None`` for no cap.
+    :param copy_paths: copy path values into the backend (``True``) or serve them
+        from disk by reference (``False``). ``None`` copies when the backend may be
+        shared by several hosts (anything but a file-system or in-process cache).
+    """
+
+    def __init__(
+        self,
+        backend: CacheLike | None = None,
+        *,
+        timeout: int = DEFAULT_TIMEOUT,
+        chunk_size: int | None = None,
+        max_size: int | None = None,
+        copy_paths: bool | None = None,
+    ) -> None:
+        if backend is None:
+            backend = default_backend()
+        for method in ("get", "set", "delete"):
+            if not callable(getattr(backend, method, None)):
+                raise TypeError(
+                    f"backend must be a cachelib.BaseCache or flask_caching.Cache, "
+                    f"got {type(backend).__name__} without a {method}() method"
+                )
+        if chunk_size is None:
+            memcached = "Memcache" in type(_unwrap(backend)).__name__
+            chunk_size = MEMCACHED_CHUNK_SIZE if memcached else DEFAULT_CHUNK_SIZE
+        if max_size is not None and max_size < 0:
+            raise ValueError(f"max_size must be >= 0 bytes or None, got {max_size}")
+        self.store = ChunkStore(backend, chunk_size=chunk_size, timeout=timeout)
+        self.max_size = max_size
+        self.copy_paths = (
+            copy_paths if copy_paths is not None else type(_unwrap(backend)).__name__ not in _HOST_LOCAL_BACKENDS
+        )
+        #: Where URLs start, e.g. ``/app/_dash-files/``; set by the transform from the
+        #: Dash app's ``requests_pathname_prefix``. ``None``: the Flask route's path,
+        #: under the request's ``SCRIPT_NAME``.
+        self.url_base: str | None = None
+        self._route_path = "/" + route.ROUTE_NAME + "/"
+
+    @property
+    def backend(self) -> CacheLike:
+        """The cache backend files are kept in."""
+        return self.store.backend
+
+    def init_app(self, app: Flask, *, url_prefix: str = "/" + route.ROUTE_NAME, endpoint: str = "dfc_files") -> None:
+        """Add the file route ``<url_prefix>/<token>/<filename>`` to a Flask app."""
+        url_prefix = "/" + url_prefix.strip("/")
+        app.add_url_rule(
+            f"{url_prefix}/<path:subpath>", endpoint=endpoint, view_func=self._view, methods=["GET", "HEAD"]
+        )
+        self._route_path = url_prefix + "/"
+
+    def _view(self, subpath: str) -> Response:
+        return self.serve(subpath)
+
+    def serve(self, subpath: str) -> Response:
+        """Answer the current request for ``<token>/<filename>``."""
+        return route.serve(self.store, subpath, request)
+
+    def register(
+        self,
+        value: Any,
+        *,
+        filename: str | None = None,
+        mime_type: str | None = None,
+        download: bool = False,
+        one_time: bool = False,
+        sandbox: bool = True,
+    ) -> str:
+        """Store ``value`` (anything a ``FileOutput`` accepts) and return its URL."""
+        options = FileOptions(filename, mime_type, download, one_time, sandbox)
+        return self.url_for(self.add(value, options))
+
+    def add(self, value: Any, options: FileOptions, *, where: str = "") -> FileRecord:
+        """Store ``value`` with ``options`` (a :class:`File` may override them); return the record."""
+        if isinstance(value, File):
+            options = value.options.over(options)
+            value = value.data
+        source = to_source(value, where=where)
+        opts = options.over(_DEFAULTS)
+        filename = safe_filename(opts.filename or source.name_hint or "")
+        mime = opts.mime_type or (mime_type_for(filename) if filename else None)
+        if mime is None:
+            mime = "text/plain" if source.charset else OCTET_STREAM
+        if source.charset and "charset=" not in mime:
+            mime += f"; charset={source.charset}"
+        if not filename:
+            filename = "file" + extension_for(mime)
+        return self.store.put(
+            source,
+            filename=filename,
+            mime_type=mime,
+            download=bool(opts.download),
+            one_time=bool(opts.one_time),
+            sandbox=bool(opts.sandbox),
+            copy_path=self.copy_paths,
+            max_size=self.max_size,
+            where=where,
+        )
+
+    def url_for(self, record: FileRecord) -> str:
+        """The URL of a stored file: ``<url_base><token>/<filename>``."""
+        base = self.url_base
+        if base is None:
+            # A plain Flask app may be mounted under a prefix (SCRIPT_NAME).
+            base = (request.script_root if has_request_context() else "") + self._route_path
+        return f"{base}{record.token}/{quote(record.filename, safe='')}"
+
+
+def _unwrap(backend: Any) -> Any:
+    """The cachelib backend inside a ``flask_caching.Cache`` (if it can be reached now)."""
+    if type(backend).__module__.startswith("flask_caching") and type(backend).__name__ == "Cache":
+        try:
+            return backend.cache
+        except Exception:  # noqa: BLE001 - outside an app context: judge by the wrapper
+            return backend
+    return backend
+
