@@ -1,0 +1,107 @@
+"""Shared fixtures: backends, Dash apps with the transform, and a callback client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cachelib import FileSystemCache, SimpleCache
+from dash_extensions.enrich import DashProxy, html
+from flask.testing import FlaskClient
+
+from dfc_transform import FileServeTransform
+
+#: The backends every core test runs on; the backend contract suite adds servers.
+LOCAL_BACKENDS = ["simple", "filesystem"]
+
+
+def make_backend(kind: str, tmp_path: Path) -> Any:
+    if kind == "simple":
+        # threshold=0: no count-based pruning, which would drop chunks.
+        return SimpleCache(threshold=0)
+    if kind == "filesystem":
+        return FileSystemCache(str(tmp_path / "store"), threshold=0)
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=LOCAL_BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    return make_backend(request.param, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _default_store_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the default store of every test inside pytest's temporary directory."""
+    monkeypatch.setenv("DFC_TRANSFORM_DIR", str(tmp_path_factory.getbasetemp() / "default-store"))
+
+
+class DashClient:
+    """A Flask test client that fires Dash callbacks as the renderer would."""
+
+    def __init__(self, app: DashProxy) -> None:
+        self.app = app
+        self.http: FlaskClient = app.server.test_client()
+        # The first request applies the transforms (DashProxy does it lazily).
+        assert self.http.get("/_dash-layout").status_code == 200
+        self.deps = self.http.get("/_dash-dependencies").json
+
+    def output_key(self, index: int = 0) -> str:
+        return str(self.deps[index]["output"])
+
+    def fire(
+        self,
+        outputs: Any,
+        inputs: list[dict[str, Any]],
+        *,
+        state: list[dict[str, Any]] | None = None,
+        index: int = 0,
+        expect: int = 200,
+    ) -> Any:
+        """POST one callback; return the ``response`` part of the JSON."""
+        body = {
+            "output": self.output_key(index),
+            "outputs": outputs,
+            "inputs": inputs,
+            "changedPropIds": [_prop_id(inputs[0])] if inputs else [],
+            "state": state or [],
+        }
+        r = self.http.post("/_dash-update-component", json=body)
+        assert r.status_code == expect, r.get_data(as_text=True)[:2000]
+        if expect != 200:
+            return r
+        return r.get_json()["response"]
+
+    def fetch(self, url: str, **kwargs: Any) -> Any:
+        return self.http.get(url, **kwargs)
+
+
+def _prop_id(dep: dict[str, Any]) -> str:
+    ident = dep["id"]
+    if isinstance(ident, dict):
+        ident = json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    return f"{ident}.{dep['property']}"
+
+
+def out(ident: Any, prop: str) -> dict[str, Any]:
+    return {"id": ident, "property": prop}
+
+
+def inp(ident: Any, prop: str, value: Any) -> dict[str, Any]:
+    return {"id": ident, "property": prop, "value": value}
+
+
+@pytest.fixture
+def make_app(backend: Any) -> Iterator[Callable[..., tuple[DashProxy, FileServeTransform]]]:
+    """Build a DashProxy with a FileServeTransform on the parametrised backend."""
+
+    def factory(**kwargs: Any) -> tuple[DashProxy, FileServeTransform]:
+        transform_kwargs = {k: kwargs.pop(k) for k in ("timeout", "max_size", "chunk_size", "copy_paths") if k in kwargs}
+        transform = FileServeTransform(kwargs.pop("backend", backend), **transform_kwargs)
+        app = DashProxy(__name__, transforms=[transform], **kwargs)
+        app.layout = html.Div()
+        return app, transform
+
+    yield factory
