@@ -220,7 +220,7 @@ def _transform_of(app: Any) -> FileServeTransform | None:
 # -- Dash hooks: every Dash app created after this import gets the route -------------
 
 
-@dash.hooks.route(name=f"{route.ROUTE_NAME}/<path:subpath>", methods=("GET", "HEAD"))  # type: ignore[misc]
+@dash.hooks.route(name=f"{route.ROUTE_NAME}/<path:subpath>", methods=("GET", "HEAD"))
 def _serve_file(subpath: str) -> Response:
     app = dash.get_app()  # the hook runs in the app's context: the right app of several
     transform = _transform_of(app)
@@ -230,7 +230,7 @@ def _serve_file(subpath: str) -> Response:
     return transform.service.serve(subpath)
 
 
-@dash.hooks.setup()  # type: ignore[misc]
+@dash.hooks.setup()
 def _bind_before_first_request(app: dash.Dash) -> None:
     server = getattr(app, "server", None)
     if not isinstance(server, Flask):
