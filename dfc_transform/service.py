@@ -19,8 +19,10 @@ from flask import Flask, has_request_context, request
 from werkzeug.wrappers import Response
 
 from . import route
+from .exc import FileServeError
+from .expiry import ExpiryJournal, MemoryJournal
 from .naming import OCTET_STREAM, extension_for, mime_type_for, safe_filename
-from .store import DEFAULT_CHUNK_SIZE, MEMCACHED_CHUNK_SIZE, CacheLike, ChunkStore, FileRecord, default_backend
+from .store import CHUNK_GRACE, DEFAULT_CHUNK_SIZE, MEMCACHED_CHUNK_SIZE, CacheLike, ChunkStore, FileRecord, default_backend
 from .values import File, FileOptions, to_source
 
 __all__ = ["FileService"]
@@ -28,7 +30,13 @@ __all__ = ["FileService"]
 DEFAULT_TIMEOUT = 3600
 _DEFAULTS = FileOptions(download=False, one_time=False, sandbox=True)
 # Backends whose data lives on this host only: a path is visible to every reader.
-_HOST_LOCAL_BACKENDS = {"FileSystemCache", "SimpleCache", "NullCache"}
+_HOST_LOCAL_BACKENDS = {"FileSystemCache", "SimpleCache"}
+# Backends whose data lives in one process only.
+_PER_PROCESS_BACKENDS = {"SimpleCache"}
+_SHARED_BACKEND_ADVICE = (
+    "use a backend that all processes share: the default store (FileServeTransform() without a "
+    "backend), cachelib.FileSystemCache(dir, threshold=0) on one host, or cachelib.RedisCache across hosts"
+)
 
 
 class FileService:
@@ -53,24 +61,31 @@ class FileService:
         max_size: int | None = None,
         copy_paths: bool | None = None,
     ) -> None:
+        journal: ExpiryJournal | None = None
         if backend is None:
-            backend = default_backend()
-        for method in ("get", "set", "delete"):
+            backend, journal = default_backend()
+        for method in ("get", "set", "delete", "has"):
             if not callable(getattr(backend, method, None)):
                 raise TypeError(
                     f"backend must be a cachelib.BaseCache or flask_caching.Cache, "
                     f"got {type(backend).__name__} without a {method}() method"
                 )
+        kind = type(_unwrap(backend)).__name__
+        if kind == "NullCache":
+            raise TypeError("a NullCache stores nothing: every URL would be a 404; " + _SHARED_BACKEND_ADVICE)
+        # Chosen per backend when not given; again on each add(), see there.
+        self._auto_chunk_size = chunk_size is None
         if chunk_size is None:
-            memcached = "Memcache" in type(_unwrap(backend)).__name__
-            chunk_size = MEMCACHED_CHUNK_SIZE if memcached else DEFAULT_CHUNK_SIZE
+            chunk_size = _default_chunk_size(kind)
         if max_size is not None and max_size < 0:
             raise ValueError(f"max_size must be >= 0 bytes or None, got {max_size}")
-        self.store = ChunkStore(backend, chunk_size=chunk_size, timeout=timeout)
+        if journal is None and kind in _PER_PROCESS_BACKENDS:
+            journal = MemoryJournal(grace=CHUNK_GRACE)
+        self.store = ChunkStore(backend, chunk_size=chunk_size, timeout=timeout, journal=journal)
         self.max_size = max_size
-        self.copy_paths = (
-            copy_paths if copy_paths is not None else type(_unwrap(backend)).__name__ not in _HOST_LOCAL_BACKENDS
-        )
+        self.copy_paths = copy_paths if copy_paths is not None else kind not in _HOST_LOCAL_BACKENDS
+        #: ``True`` when files live in this process only (``SimpleCache``).
+        self.per_process = kind in _PER_PROCESS_BACKENDS
         #: Where URLs start, e.g. ``/app/_dash-files/``; set by the transform from the
         #: Dash app's ``requests_pathname_prefix``. ``None``: the Flask route's path,
         #: under the request's ``SCRIPT_NAME``.
@@ -116,6 +131,13 @@ class FileService:
         if isinstance(value, File):
             options = value.options.over(options)
             value = value.data
+        if self.per_process and has_request_context() and request.environ.get("wsgi.multiprocess"):
+            # Another worker would answer the GET and not find the file: fail now, loudly.
+            raise FileServeError(
+                f"the {self.store.backend_name} keeps files in this process, but this server runs "
+                f"several worker processes; {_SHARED_BACKEND_ADVICE}",
+                where=where,
+            )
         source = to_source(value, where=where)
         opts = options.over(_DEFAULTS)
         filename = safe_filename(opts.filename or source.name_hint or "")
@@ -126,6 +148,10 @@ class FileService:
             mime += f"; charset={source.charset}"
         if not filename:
             filename = "file" + extension_for(mime)
+        if self._auto_chunk_size:
+            # A flask_caching.Cache may meet its app, and so its backend, only after the service was
+            # made (app factories): memcached shows only now, and needs chunks under its item limit.
+            self.store.chunk_size = _default_chunk_size(type(_unwrap(self.backend)).__name__)
         return self.store.put(
             source,
             filename=filename,
@@ -145,6 +171,10 @@ class FileService:
             # A plain Flask app may be mounted under a prefix (SCRIPT_NAME).
             base = (request.script_root if has_request_context() else "") + self._route_path
         return f"{base}{record.token}/{quote(record.filename, safe='')}"
+
+
+def _default_chunk_size(kind: str) -> int:
+    return MEMCACHED_CHUNK_SIZE if "Memcache" in kind else DEFAULT_CHUNK_SIZE
 
 
 def _unwrap(backend: Any) -> Any:

@@ -10,6 +10,7 @@ memcached's item limit does not limit the file size.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -23,6 +24,7 @@ from typing import IO, Any, Protocol, TypeVar
 
 from cachelib import FileSystemCache
 
+from .expiry import DirectoryJournal, ExpiryJournal
 from .exc import BackendUnavailableError, ContentMissingError, FileServeError, FileTooLargeError
 from .values import Source
 
@@ -47,6 +49,7 @@ class CacheLike(Protocol):
     def get(self, key: str) -> Any: ...
     def set(self, key: str, value: Any, timeout: int | None = None) -> Any: ...
     def delete(self, key: str) -> Any: ...
+    def has(self, key: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -92,11 +95,12 @@ def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"dfc_transform-{user}"
 
 
-def default_backend(directory: str | os.PathLike[str] | None = None) -> FileSystemCache:
-    """The default backend: a ``FileSystemCache`` in :func:`default_cache_dir`.
+def default_backend(directory: str | os.PathLike[str] | None = None) -> tuple[FileSystemCache, DirectoryJournal]:
+    """The default backend and its expiry journal, in :func:`default_cache_dir`.
 
-    ``threshold=0`` turns off cachelib's count-based pruning, which could drop
-    single chunks of a file; files leave by their time-to-live instead.
+    A ``FileSystemCache`` in ``<dir>/files`` with ``threshold=0``, which turns off
+    cachelib's count-based pruning (it could drop single chunks of a file); files
+    leave by their time-to-live instead, swept through the journal in ``<dir>/expiry``.
     """
     path = Path(directory) if directory is not None else default_cache_dir()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -108,7 +112,8 @@ def default_backend(directory: str | os.PathLike[str] | None = None) -> FileSyst
                 f"the store directory {str(path)!r} is not a directory owned by this user; "
                 "set DFC_TRANSFORM_DIR or pass a backend"
             )
-    return FileSystemCache(str(path), threshold=0, default_timeout=0, mode=0o600)
+    backend = FileSystemCache(str(path / "files"), threshold=0, default_timeout=0, mode=0o600)
+    return backend, DirectoryJournal(path / "expiry", grace=CHUNK_GRACE)
 
 
 def new_token() -> str:
@@ -128,7 +133,9 @@ class ChunkStore:
     :param timeout: time-to-live of a file in seconds; 0 keeps files until evicted.
     """
 
-    def __init__(self, backend: CacheLike, *, chunk_size: int, timeout: int) -> None:
+    def __init__(
+        self, backend: CacheLike, *, chunk_size: int, timeout: int, journal: ExpiryJournal | None = None
+    ) -> None:
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
         if timeout < 0:
@@ -136,6 +143,8 @@ class ChunkStore:
         self.backend = backend
         self.chunk_size = chunk_size
         self.timeout = timeout
+        #: Removes expired files from backends that keep them (see :mod:`dfc_transform.expiry`).
+        self.journal = journal
 
     @property
     def backend_name(self) -> str:
@@ -174,6 +183,10 @@ class ChunkStore:
             created=now,
             expires=now + self.timeout if self.timeout else None,
         )
+        if self.journal is not None and record.expires is not None:
+            # Noted before the first chunk: an interrupted write is swept too.
+            self.journal.note(token, record.expires)
+            self.journal.sweep_due(self.purge)
         if source.path is not None:
             info = source.path.stat()
             _check_size(info.st_size, max_size, where)
@@ -186,7 +199,7 @@ class ChunkStore:
                 chunked=copy_path,
             )
             if not copy_path:
-                self._set(self._meta_key(token), asdict(record), self.timeout, where)
+                self._set(self._meta_key(token), _dump_record(record), self.timeout, where)
                 return record
         written = 0
         size = 0
@@ -202,7 +215,7 @@ class ChunkStore:
                     where=where,
                 )
             record = replace(record, size=size)
-            self._set(self._meta_key(token), asdict(record), self.timeout, where)
+            self._set(self._meta_key(token), _dump_record(record), self.timeout, where)
         except BaseException:
             self._forget_chunks(token, written)
             raise
@@ -215,12 +228,10 @@ class ChunkStore:
     def get(self, token: str) -> FileRecord | None:
         """The record of ``token``, or ``None`` if unknown or expired."""
         data = self._call(self.backend.get, self._meta_key(token))
-        if not isinstance(data, dict):
-            return None
         try:
-            record = FileRecord(**data)
-        except TypeError:
-            return None  # written by an incompatible version: treat as unknown
+            record = FileRecord(**json.loads(data))
+        except (TypeError, ValueError):
+            return None  # missing, or written by an incompatible version: treat as unknown
         if record.expires is not None and record.expires < time.time():
             return None
         return record
@@ -284,7 +295,7 @@ class ChunkStore:
     def consume(self, record: FileRecord) -> None:
         """Remove a one-time file's content, leaving a tombstone so that later GETs get 410."""
         remaining = self.timeout and max(1, int((record.expires or 0) - time.time()))
-        self._set(self._meta_key(record.token), asdict(replace(record, consumed=True)), remaining)
+        self._set(self._meta_key(record.token), _dump_record(replace(record, consumed=True)), remaining)
         if record.chunked:
             self._forget_chunks(record.token, record.chunk_count)
 
@@ -293,6 +304,15 @@ class ChunkStore:
         self._call(self.backend.delete, self._meta_key(record.token))
         if record.chunked:
             self._forget_chunks(record.token, record.chunk_count)
+
+    def purge(self, token: str) -> None:
+        """Delete everything stored under ``token``, even a file whose writing never finished."""
+        self._call(self.backend.delete, self._meta_key(token))
+        index = 0
+        # Chunks are written in order, so the ones present are a prefix.
+        while self._call(self.backend.has, self._chunk_key(token, index)):
+            self._call(self.backend.delete, self._chunk_key(token, index))
+            index += 1
 
     # -- helpers ----------------------------------------------------------------
 
@@ -330,6 +350,13 @@ class ChunkStore:
             raise BackendUnavailableError(
                 f"the {self.backend_name} backend failed: {type(err).__name__}: {err}", where=where
             ) from err
+
+
+def _dump_record(record: FileRecord) -> bytes:
+    # JSON bytes rather than a dict: every backend keeps bytes as they are (chunks rely on it),
+    # whereas a dict depends on the client's serialiser: pymemcache without a serde stores
+    # str(dict) and hands back bytes, and every file would then be a 404.
+    return json.dumps(asdict(record), separators=(",", ":")).encode()
 
 
 def _check_size(size: int, max_size: int | None, where: str) -> None:

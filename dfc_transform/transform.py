@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +26,7 @@ from werkzeug.wrappers import Response
 
 from . import route
 from .exc import FileServeError, UnsupportedValueError
-from .service import DEFAULT_TIMEOUT, FileService
+from .service import _SHARED_BACKEND_ADVICE, DEFAULT_TIMEOUT, FileService
 from .store import CacheLike
 from .values import FileOptions
 
@@ -95,6 +97,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             backend, timeout=timeout, chunk_size=chunk_size, max_size=max_size, copy_paths=copy_paths
         )
         self._app: dash.Dash | None = None
+        self._serving_pid: int | None = None
 
     def sort_key(self) -> int:
         # Innermost, next to the user's function: we see values as it returns them.
@@ -124,6 +127,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         if self._app is not None:
             raise FileServeError("a FileServeTransform serves one app; create one per app")
         self._app = app
+        self._serving_pid = os.getpid()
         self.service.url_base = app.get_relative_path(f"/{route.ROUTE_NAME}/")
 
     def _ensure_bound(self) -> None:
@@ -145,14 +149,29 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             if isinstance(spec, list) and len(spec) == 1:
                 spec = spec[0]
             if _has_file_output(spec) and not hasattr(callback.f, _WRAPPED_MARK):
+                if self.service.per_process and callback.kwargs.get("background"):
+                    message = (
+                        f"callback {_name_of(callback.f)} is a background callback: it runs in another "
+                        f"process, where a {self.service.store.backend_name} cannot hand its files to "
+                        f"the web process; {_SHARED_BACKEND_ADVICE}"
+                    )
+                    logger.warning(message)
+                    warnings.warn(message, RuntimeWarning, stacklevel=2)
                 callback.f = self._wrap(callback.f, spec)
         return callbacks
 
     def _wrap(self, func: Callable[..., Any], spec: Any) -> Callable[..., Any]:
-        name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+        name = _name_of(func)
 
         def convert(result: Any) -> Any:
             self._ensure_bound()
+            if self.service.per_process and self._serving_pid not in (None, os.getpid()):
+                raise FileServeError(
+                    f"this callback runs in process {os.getpid()} but the app serves files from process "
+                    f"{self._serving_pid}, and a {self.service.store.backend_name} is private to one "
+                    f"process; {_SHARED_BACKEND_ADVICE}",
+                    where=f"callback {name}",
+                )
             return self._convert(result, spec, name)
 
         wrapper: Callable[..., Any]
@@ -197,6 +216,10 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         where = f"callback {callback}, output {label}"
         record = self.service.add(value, output.file_options, where=where)
         return self.service.url_for(record)
+
+
+def _name_of(func: Callable[..., Any]) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
 
 
 def _has_file_output(spec: Any) -> bool:

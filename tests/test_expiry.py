@@ -1,0 +1,105 @@
+"""Expired files leave the default store and SimpleCache, including half-written ones."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from cachelib import SimpleCache
+
+from dfc_transform import FileService
+from dfc_transform.expiry import BUCKET_SECONDS, DirectoryJournal, MemoryJournal
+
+LATER = BUCKET_SECONDS * 3  # far enough ahead that every bucket noted now is due
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(os.listdir(root / "files"))
+
+
+def test_default_store_sweeps_expired_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DFC_TRANSFORM_DIR", str(tmp_path))
+    service = FileService(timeout=5, chunk_size=1024)
+    assert isinstance(service.store.journal, DirectoryJournal)
+    service.register(os.urandom(5000))
+    service.register(os.urandom(10))
+    assert len(_files(tmp_path)) == 5 + 1 + 2  # chunks plus two records
+    # Nothing is due yet: a sweep now keeps everything.
+    assert service.store.journal.sweep_due(service.store.purge, force=True) == 0
+    assert len(_files(tmp_path)) == 8
+    purged = service.store.journal.sweep_due(service.store.purge, now=time.time() + LATER, force=True)
+    assert purged == 2
+    assert _files(tmp_path) == []
+    assert os.listdir(tmp_path / "expiry") == []
+    # The store directory itself stays: workers being recycled keep sharing it.
+    assert (tmp_path / "files").is_dir()
+
+
+def test_sweep_removes_chunks_of_a_killed_writer(tmp_path: Path) -> None:
+    """A background job cancelled mid-write leaves chunks without a record; the sweep finds them."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from dfc_transform import FileService
+        class Endless:
+            def read(self, n=-1):
+                sys.stdout.write("chunk\\n"); sys.stdout.flush()
+                return b"x" * n
+        FileService(timeout=5, chunk_size=1024).register(Endless())
+        """
+    )
+    env = {**os.environ, "DFC_TRANSFORM_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for _ in range(20):  # let it write some chunks
+        proc.stdout.readline()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    orphans = _files(tmp_path)
+    assert len(orphans) >= 10
+    os.environ["DFC_TRANSFORM_DIR"] = str(tmp_path)
+    try:
+        service = FileService(timeout=5, chunk_size=1024)
+    finally:
+        del os.environ["DFC_TRANSFORM_DIR"]
+    assert service.store.journal is not None
+    assert service.store.journal.sweep_due(service.store.purge, now=time.time() + LATER, force=True) == 1
+    assert _files(tmp_path) == []
+
+
+def test_simplecache_sweeps_expired_files() -> None:
+    backend = SimpleCache(threshold=0)
+    service = FileService(backend, timeout=5, chunk_size=1024)
+    assert isinstance(service.store.journal, MemoryJournal)
+    url = service.register(os.urandom(3000))
+    token = url.split("/")[2]
+    assert backend.has(f"dfc:{token}:2")
+    service.store.journal.sweep_due(service.store.purge, now=time.time() + LATER, force=True)
+    assert not backend.has(f"dfc:{token}:m")
+    assert not any(backend.has(f"dfc:{token}:{i}") for i in range(3))
+
+
+def test_sweeps_run_by_themselves_at_most_once_a_minute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DFC_TRANSFORM_DIR", str(tmp_path))
+    service = FileService(timeout=5, chunk_size=1024)
+    journal = service.store.journal
+    assert journal is not None
+    calls: list[float] = []
+    original = journal.sweep_due
+
+    def counting(purge, *, now=None, force=False):  # type: ignore[no-untyped-def]
+        result = original(purge, now=now, force=force)
+        calls.append(journal._next_sweep)
+        return result
+
+    monkeypatch.setattr(journal, "sweep_due", counting)
+    for _ in range(5):
+        service.register(b"x")
+    assert len(calls) == 5
+    assert len(set(calls)) == 1  # one real sweep, the other four skipped
