@@ -214,6 +214,13 @@ class ChunkStore:
                     f"file {record.path!r} changed size while it was read ({record.size} -> {size} bytes)",
                     where=where,
                 )
+            if written > 1 and not self._call(self.backend.has, self._chunk_key(token, 0), where=where):
+                # A count threshold or maxmemory evicted the file's start while its end was written.
+                raise BackendUnavailableError(
+                    f"the {self.backend_name} evicted the first chunks of this {size}-byte file while it "
+                    "was being written: it holds too little (raise its threshold or memory limit)",
+                    where=where,
+                )
             record = replace(record, size=size)
             self._set(self._meta_key(token), _dump_record(record), self.timeout, where)
         except BaseException:
