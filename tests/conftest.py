@@ -14,13 +14,16 @@ from flask.testing import FlaskClient
 
 from dfc_transform import FileServeTransform
 
+from .servers import MemcachedServer, RedisServer
+
 #: The backends every core test runs on; the backend contract suite adds servers.
 LOCAL_BACKENDS = ["simple", "filesystem"]
 
 
 def make_backend(kind: str, tmp_path: Path) -> Any:
     if kind == "simple":
-        # threshold=0: no count-based pruning, which would drop chunks.
+        # cachelib reads threshold=0 as its default of 500 items (unlike FileSystemCache, where
+        # 0 means no limit): enough for these tests, whose files have far fewer chunks.
         return SimpleCache(threshold=0)
     if kind == "filesystem":
         return FileSystemCache(str(tmp_path / "store"), threshold=0)
@@ -36,6 +39,28 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 def _default_store_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the default store of every test inside pytest's temporary directory."""
     monkeypatch.setenv("DFC_TRANSFORM_DIR", str(tmp_path_factory.getbasetemp() / "default-store"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free port of 127.0.0.1 for the whole session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemcachedServer]:
+    """A real memcached (1 MB item limit, 256 MB) on a free port of 127.0.0.1 for the whole session."""
+    server = MemcachedServer(tmp_path_factory.mktemp("memcached"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class DashClient:
@@ -98,7 +123,9 @@ def make_app(backend: Any) -> Iterator[Callable[..., tuple[DashProxy, FileServeT
     """Build a DashProxy with a FileServeTransform on the parametrised backend."""
 
     def factory(**kwargs: Any) -> tuple[DashProxy, FileServeTransform]:
-        transform_kwargs = {k: kwargs.pop(k) for k in ("timeout", "max_size", "chunk_size", "copy_paths") if k in kwargs}
+        transform_kwargs = {
+            k: kwargs.pop(k) for k in ("timeout", "max_size", "chunk_size", "copy_paths") if k in kwargs
+        }
         transform = FileServeTransform(kwargs.pop("backend", backend), **transform_kwargs)
         app = DashProxy(__name__, transforms=[transform], **kwargs)
         app.layout = html.Div()
