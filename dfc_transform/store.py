@@ -316,8 +316,9 @@ class ChunkStore:
         """Delete everything stored under ``token``, even a file whose writing never finished."""
         self._call(self.backend.delete, self._meta_key(token))
         index = 0
-        # Chunks are written in order, so the ones present are a prefix.
-        while self._call(self.backend.has, self._chunk_key(token, index)):
+        # Chunks are written in order, so the ones present are a prefix. Bounded, should a
+        # backend answer has() wrongly: 2**20 chunks are a TiB at the default chunk size.
+        while index < 2**20 and self._call(self.backend.has, self._chunk_key(token, index)):
             self._call(self.backend.delete, self._chunk_key(token, index))
             index += 1
 

@@ -98,9 +98,8 @@ def token_of(url: str) -> str:
 
 
 def _pymemcache(server: MemcachedServer) -> PooledClient:
-    # cachelib's MemcachedCache builds a client from a server list only with pylibmc,
-    # python-memcached or libmc; with pymemcache (our `memcached` extra) the client is passed
-    # in. PooledClient: a threaded server shares it. No serde: only bytes and str are stored.
+    # A pymemcache client handed to the cache, the other way users configure memcached.
+    # PooledClient: a threaded server shares it. No serde: only bytes and str are stored.
     return PooledClient(
         (server.host, server.port), default_noreply=False, connect_timeout=5, timeout=10, max_pool_size=32
     )
@@ -129,9 +128,10 @@ def make_rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callabl
             cleanups.append(backend.clear)  # deletes this prefix's keys only
         elif kind == "memcached":
             memcached_server: MemcachedServer = request.getfixturevalue("memcached_server")
-            client = _pymemcache(memcached_server)
-            backend = MemcachedCache(client, key_prefix=prefix)
-            cleanups += [backend.clear, client.close]  # our own server: flush_all is fine
+            # The list form, as users write it: cachelib builds a python-memcached client
+            # (our `memcached` extra).
+            backend = MemcachedCache([memcached_server.address], key_prefix=prefix)
+            cleanups.append(backend.clear)  # our own server: flush_all is fine
         elif kind == "flask_caching_redis":
             redis_server = request.getfixturevalue("redis_server")
             config = {
