@@ -40,12 +40,15 @@ for _ext, _mime in _MIME_BY_EXT.items():
 
 OCTET_STREAM = "application/octet-stream"
 
-# Types a browser executes script in when it renders them as a document.
+# Types a browser executes script in when it renders them as a document; any
+# other ``+xml`` type too (see :func:`is_active_type`).
 ACTIVE_TYPES = frozenset(
     {"image/svg+xml", "text/html", "application/xhtml+xml", "application/xml", "text/xml"}
 )
 
-_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+# Control characters (C0, DEL, C1), line and paragraph separators, and the
+# bidirectional controls that make "gpj.exe" display as "exe.jpg".
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f/\\\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 MAX_NAME_LENGTH = 200
 
 
@@ -69,6 +72,12 @@ def essence(mime_type: str) -> str:
     return mime_type.split(";", 1)[0].strip().lower()
 
 
+def is_active_type(mime_type: str) -> bool:
+    """Tell whether a browser may run script in ``mime_type`` rendered as a document."""
+    kind = essence(mime_type)
+    return kind in ACTIVE_TYPES or kind.endswith("+xml")
+
+
 def safe_filename(name: str) -> str:
     """A file name without directories, control characters or leading dots.
 
@@ -80,7 +89,7 @@ def safe_filename(name: str) -> str:
     name = _UNSAFE_NAME_CHARS.sub("_", name).strip().lstrip(".")
     if len(name) > MAX_NAME_LENGTH:
         dot = name.rfind(".")
-        ext = name[dot:] if 0 < dot and len(name) - dot <= 16 else ""
+        ext = name[dot:] if dot > 0 and len(name) - dot <= 16 else ""
         name = name[: MAX_NAME_LENGTH - len(ext)] + ext
     return name
 
@@ -89,8 +98,11 @@ def content_disposition(filename: str, *, attachment: bool) -> str:
     """A ``Content-Disposition`` value with an ASCII fallback and RFC 5987 ``filename*``."""
     kind = "attachment" if attachment else "inline"
     ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
-    # Quotes, backslashes and semicolons would end or split the quoted string.
-    ascii_name = re.sub(r'["\\;\x00-\x1f\x7f]', "_", ascii_name).strip() or "file"
+    # Quotes, backslashes and semicolons would end or split the quoted string; some
+    # browsers percent-decode the plain filename, so "%2F" could become a slash.
+    ascii_name = re.sub(r'["\\;%/\x00-\x1f\x7f]', "_", ascii_name).strip()
+    if not ascii_name or ascii_name.startswith("."):
+        ascii_name = "file" + ascii_name  # "日本.csv" -> "file.csv", not a hidden ".csv"
     value = f'{kind}; filename="{ascii_name}"'
     if ascii_name != filename:
         value += f"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -1,9 +1,10 @@
 """The file route: HTTP for stored files, as Werkzeug's ``send_file`` does it.
 
 HEAD, single byte ranges (206/416) reading only the chunks they need,
-``If-Range``, ``ETag``/``If-None-Match`` (304), ``Last-Modified``,
-``Cache-Control`` with the remaining lifetime, ``Content-Disposition`` and
-safety headers. Every bad request gets a short plain-text 4xx.
+``If-Range``, ``ETag``/``If-None-Match`` (304), ``If-Match`` (412),
+``Last-Modified``, ``Cache-Control`` with the remaining lifetime,
+``Content-Disposition`` and safety headers. Every bad request gets a short
+plain-text 4xx.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
-from typing import IO
+from typing import IO, Literal
 
 from werkzeug.datastructures import ContentRange
-from werkzeug.http import http_date, is_resource_modified, parse_if_range_header, parse_range_header, quote_etag
+from werkzeug.http import http_date, parse_if_range_header, parse_range_header, quote_etag
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
 from .exc import BackendUnavailableError, ContentMissingError
-from .naming import ACTIVE_TYPES, content_disposition, essence
+from .naming import content_disposition, is_active_type
 from .store import ChunkStore, FileRecord, is_token
 
 __all__ = ["ROUTE_NAME", "serve"]
@@ -67,15 +68,18 @@ def _respond(store: ChunkStore, record: FileRecord, request: Request) -> Respons
     last_modified = datetime.fromtimestamp(int(record.created), tz=timezone.utc)
     headers = _file_headers(record, etag, last_modified)
 
-    if not is_resource_modified(environ, etag, last_modified=last_modified):
+    if _precondition_failed(request, record.token, last_modified):
+        return plain(412, "Precondition failed: If-Match or If-Unmodified-Since does not hold.")
+    if _not_modified(request, record.token, last_modified):
         return Response(status=304, headers=headers)
 
     size = record.size
     span = _requested_span(request, size, etag, last_modified)
-    if span == "unsatisfiable":
+    if isinstance(span, str):
         content_range = ContentRange("bytes", None, None, size).to_header()
         return plain(416, "Range not satisfiable.", {"Content-Range": content_range})
-    start, stop = span if span else (0, size)
+    partial = span is not None
+    start, stop = span if span is not None else (0, size)
 
     disk = store.open_path(record)
     if disk is None and not record.chunked:
@@ -85,21 +89,24 @@ def _respond(store: ChunkStore, record: FileRecord, request: Request) -> Respons
     if request.method == "HEAD":
         if disk is not None:
             disk.close()
+        else:
+            # Answer as a GET would: 410, not 200, when the content is gone (reads one chunk).
+            store.iter_chunks(record, start, stop)
         body = ()
     elif disk is not None:
-        if span:
+        if partial:
             body = _file_range(disk, start, stop, record.chunk_size)
         else:
             # wrap_file lets the WSGI server use sendfile: no copy through Python.
             body = wrap_file(environ, disk, buffer_size=record.chunk_size)
     else:
         body = store.iter_chunks(record, start, stop)
-    if record.one_time and not span and request.method == "GET":
+    if record.one_time and not partial and request.method == "GET":
         body = _consume_after(body, store, record)
 
-    response = Response(body, status=206 if span else 200, headers=headers, direct_passthrough=True)
+    response = Response(body, status=206 if partial else 200, headers=headers, direct_passthrough=True)
     response.content_length = stop - start
-    if span:
+    if partial:
         response.headers["Content-Range"] = ContentRange("bytes", start, stop, size).to_header()
     return response
 
@@ -115,7 +122,7 @@ def _file_headers(record: FileRecord, etag: str, last_modified: datetime) -> dic
         "Cache-Control": _cache_control(record),
         **_SAFETY_HEADERS,
     }
-    if record.sandbox and not record.download and essence(mime) in ACTIVE_TYPES:
+    if record.sandbox and not record.download and is_active_type(mime):
         # Rendered as a document on our origin, script in SVG/HTML could read the
         # app's cookies and call its callbacks; the sandbox gives it a null origin.
         headers["Content-Security-Policy"] = "sandbox"
@@ -131,9 +138,28 @@ def _cache_control(record: FileRecord) -> str:
     return f"private, max-age={remaining}"
 
 
+def _precondition_failed(request: Request, token: str, last_modified: datetime) -> bool:
+    """RFC 9110 13.2.2 steps 1-2: ``If-Match`` (strong), else ``If-Unmodified-Since``."""
+    if "If-Match" in request.headers:
+        return not request.if_match.contains(token)
+    since = request.if_unmodified_since
+    return since is not None and last_modified > since
+
+
+def _not_modified(request: Request, token: str, last_modified: datetime) -> bool:
+    """RFC 9110 13.2.2 steps 3-4: ``If-None-Match`` (weak), else ``If-Modified-Since``.
+
+    Not werkzeug's ``is_resource_modified``: it answers a failed ``If-Match`` with 304.
+    """
+    if "If-None-Match" in request.headers:
+        return request.if_none_match.contains_weak(token)
+    since = request.if_modified_since
+    return since is not None and last_modified <= since
+
+
 def _requested_span(
     request: Request, size: int, etag: str, last_modified: datetime
-) -> tuple[int, int] | str | None:
+) -> tuple[int, int] | Literal["unsatisfiable"] | None:
     """``(start, stop)`` for a satisfiable single range, ``"unsatisfiable"``, or ``None`` for all."""
     header = request.headers.get("Range")
     if header is None or size == 0:
@@ -151,6 +177,11 @@ def _requested_span(
     if ranges is None or ranges.units != "bytes" or len(ranges.ranges) != 1:
         # Malformed and multi-range requests get the whole file (RFC 9110 14.2 allows it).
         return None
+    if header.split("=", 1)[1].strip().startswith("-"):
+        # A suffix longer than the file asks for all of it (RFC 9110 14.1.3), which
+        # werkzeug refuses; and werkzeug reads "-0", unsatisfiable, as "0-".
+        suffix = -ranges.ranges[0][0]
+        return (max(0, size - suffix), size) if suffix > 0 else "unsatisfiable"
     span = ranges.range_for_length(size)
     return span if span is not None else "unsatisfiable"
 

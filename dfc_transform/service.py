@@ -103,6 +103,8 @@ class FileService:
         app.add_url_rule(
             f"{url_prefix}/<path:subpath>", endpoint=endpoint, view_func=self._view, methods=["GET", "HEAD"]
         )
+        for rule in (url_prefix, url_prefix + "/"):
+            app.add_url_rule(rule, endpoint=f"{endpoint}_none", view_func=_no_file, methods=["GET", "HEAD"])
         self._route_path = url_prefix + "/"
 
     def _view(self, subpath: str) -> Response:
@@ -175,6 +177,10 @@ class FileService:
 
 def _default_chunk_size(kind: str) -> int:
     return MEMCACHED_CHUNK_SIZE if "Memcache" in kind else DEFAULT_CHUNK_SIZE
+
+
+def _no_file() -> Response:
+    return route.plain(404, "Not found: no such file.")
 
 
 def _unwrap(backend: Any) -> Any:

@@ -253,6 +253,17 @@ def _serve_file(subpath: str) -> Response:
     return transform.service.serve(subpath)
 
 
+@dash.hooks.route(name=route.ROUTE_NAME, methods=("GET", "HEAD"))
+def _no_file() -> Response:
+    # Without this, Dash's catch-all would answer the bare prefix with the app's page.
+    return route.plain(404, "Not found: no such file.")
+
+
+@dash.hooks.route(name=f"{route.ROUTE_NAME}/", methods=("GET", "HEAD"))
+def _no_file_slash() -> Response:
+    return route.plain(404, "Not found: no such file.")
+
+
 @dash.hooks.setup()
 def _bind_before_first_request(app: dash.Dash) -> None:
     server = getattr(app, "server", None)

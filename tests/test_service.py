@@ -279,3 +279,16 @@ def test_simplecache_backend_roundtrip_many_chunks() -> None:
     service.init_app(flask_app)
     data = os.urandom(100 * 1024 + 3)
     assert flask_app.test_client().get(service.register(data)).data == data
+
+
+@pytest.mark.parametrize("path", ["/_dash-files", "/_dash-files/"])
+def test_bare_route_prefix_is_a_plain_404(make_app: Any, path: str) -> None:
+    app, _ = make_app()
+    r = app.server.test_client().get(path)
+    assert r.status_code == 404
+    assert r.mimetype == "text/plain"
+    flask_app = Flask(__name__)
+    FileService(SimpleCache()).init_app(flask_app)
+    r = flask_app.test_client().get(path)
+    assert r.status_code == 404
+    assert r.mimetype == "text/plain"
