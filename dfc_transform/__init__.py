@@ -19,4 +19,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["File", "FileOutput", "FileServeError", "FileService", "FileServeTransform", "__version__"]
+__all__ = ["File", "FileOutput", "FileServeError", "FileServeTransform", "FileService", "__version__"]

@@ -39,7 +39,9 @@ class ExpiryJournal:
         """Remember that ``token`` expires at ``expires`` (Unix time)."""
         self._append(int(expires // BUCKET_SECONDS), token)
 
-    def sweep_due(self, purge: Callable[[str], None], *, now: float | None = None, force: bool = False) -> int:
+    def sweep_due(
+        self, purge: Callable[[str], None], *, now: float | None = None, force: bool = False
+    ) -> int:
         """Purge the tokens of every bucket that has fully expired; return how many.
 
         Runs at most once per ``SWEEP_INTERVAL`` seconds per process unless ``force``.

@@ -22,7 +22,15 @@ from . import route
 from .exc import FileServeError
 from .expiry import ExpiryJournal, MemoryJournal
 from .naming import OCTET_STREAM, extension_for, mime_type_for, safe_filename
-from .store import CHUNK_GRACE, DEFAULT_CHUNK_SIZE, MEMCACHED_CHUNK_SIZE, CacheLike, ChunkStore, FileRecord, default_backend
+from .store import (
+    CHUNK_GRACE,
+    DEFAULT_CHUNK_SIZE,
+    MEMCACHED_CHUNK_SIZE,
+    CacheLike,
+    ChunkStore,
+    FileRecord,
+    default_backend,
+)
 from .values import File, FileOptions, to_source
 
 __all__ = ["FileService"]
@@ -97,7 +105,9 @@ class FileService:
         """The cache backend files are kept in."""
         return self.store.backend
 
-    def init_app(self, app: Flask, *, url_prefix: str = "/" + route.ROUTE_NAME, endpoint: str = "dfc_files") -> None:
+    def init_app(
+        self, app: Flask, *, url_prefix: str = "/" + route.ROUTE_NAME, endpoint: str = "dfc_files"
+    ) -> None:
         """Add the file route ``<url_prefix>/<token>/<filename>`` to a Flask app."""
         url_prefix = "/" + url_prefix.strip("/")
         app.add_url_rule(
@@ -188,7 +198,6 @@ def _unwrap(backend: Any) -> Any:
     if type(backend).__module__.startswith("flask_caching") and type(backend).__name__ == "Cache":
         try:
             return backend.cache
-        except Exception:  # noqa: BLE001 - outside an app context: judge by the wrapper
+        except Exception:
             return backend
     return backend
-

@@ -24,8 +24,8 @@ from typing import IO, Any, Protocol, TypeVar
 
 from cachelib import FileSystemCache
 
-from .expiry import DirectoryJournal, ExpiryJournal
 from .exc import BackendUnavailableError, ContentMissingError, FileServeError, FileTooLargeError
+from .expiry import DirectoryJournal, ExpiryJournal
 from .values import Source
 
 __all__ = ["CacheLike", "ChunkStore", "FileRecord", "default_backend", "default_cache_dir"]
@@ -95,7 +95,9 @@ def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"dfc_transform-{user}"
 
 
-def default_backend(directory: str | os.PathLike[str] | None = None) -> tuple[FileSystemCache, DirectoryJournal]:
+def default_backend(
+    directory: str | os.PathLike[str] | None = None,
+) -> tuple[FileSystemCache, DirectoryJournal]:
     """The default backend and its expiry journal, in :func:`default_cache_dir`.
 
     A ``FileSystemCache`` in ``<dir>/files`` with ``threshold=0``, which turns off
@@ -340,7 +342,7 @@ class ChunkStore:
         for index in range(count):
             try:
                 self.backend.delete(self._chunk_key(token, index))
-            except Exception:  # noqa: BLE001 - best effort: the time-to-live removes the rest
+            except Exception:
                 break
 
     def _set(self, key: str, value: Any, timeout: int, where: str = "") -> None:

@@ -117,7 +117,12 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         (a Flask route, a callback that uses ``set_props``)."""
         self._ensure_bound()
         return self.service.register(
-            value, filename=filename, mime_type=mime_type, download=download, one_time=one_time, sandbox=sandbox
+            value,
+            filename=filename,
+            mime_type=mime_type,
+            download=download,
+            one_time=one_time,
+            sandbox=sandbox,
         )
 
     def bind(self, app: dash.Dash) -> None:
@@ -135,7 +140,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             return
         try:
             app = dash.get_app()
-        except Exception:  # noqa: BLE001 - no app yet: URLs then have no prefix
+        except Exception:
             return
         if _transform_of(app) is self:
             self.bind(app)
@@ -205,7 +210,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
                 )
             return [self._store(v, spec, callback, f"{spec}[{i}]") for i, v in enumerate(value)]
         if isinstance(spec, list) and isinstance(value, (list, tuple)) and len(value) == len(spec):
-            return type(value)(self._convert(v, s, callback) for v, s in zip(value, spec))
+            return type(value)(self._convert(v, s, callback) for v, s in zip(value, spec, strict=True))
         if isinstance(spec, dict) and isinstance(value, dict):
             return {k: self._convert(v, spec[k], callback) if k in spec else v for k, v in value.items()}
         return value  # a shape Dash itself will reject, with its own message

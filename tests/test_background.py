@@ -58,14 +58,21 @@ def _app(tmp_path: Path, backend: Any = None, *, steps: int = 3, pause: float = 
 
 
 def _start(c: DashClient, clicks: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    body = {"output": c.output_key(), "outputs": out("img", "src"), "inputs": [inp("go", "n_clicks", clicks)],
-            "changedPropIds": ["go.n_clicks"], "state": []}
+    body = {
+        "output": c.output_key(),
+        "outputs": out("img", "src"),
+        "inputs": [inp("go", "n_clicks", clicks)],
+        "changedPropIds": ["go.n_clicks"],
+        "state": [],
+    }
     handles = c.http.post("/_dash-update-component", json=body).get_json()
     assert "cacheKey" in handles and "job" in handles, handles
     return body, handles
 
 
-def _poll(c: DashClient, body: dict[str, Any], handles: dict[str, Any], *, deadline: float = 30) -> tuple[Any, list[str]]:
+def _poll(
+    c: DashClient, body: dict[str, Any], handles: dict[str, Any], *, deadline: float = 30
+) -> tuple[Any, list[str]]:
     """Poll as the renderer does until the result comes; return it and the progress seen."""
     progress: list[str] = []
     end = time.monotonic() + deadline
@@ -96,20 +103,27 @@ def test_background_file_is_served_by_the_web_process(tmp_path: Path) -> None:
     assert r.data == f"made in process {job_pid}".encode()
 
 
-def test_cancelled_job_leaves_no_orphans_after_its_lifetime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancelled_job_leaves_no_orphans_after_its_lifetime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = tmp_path / "store"
     monkeypatch.setenv("DFC_TRANSFORM_DIR", str(store))
     app = _app(tmp_path, steps=1, pause=0)
     c = DashClient(app)
-    body, handles = _start(c, 99)
+    _, handles = _start(c, 99)
     files = store / "files"
     end = time.monotonic() + 30
     while len(os.listdir(files)) < 5:  # the job is writing chunks
         assert time.monotonic() < end, "the job wrote nothing"
         time.sleep(0.05)
     cancel = next(i for i, d in enumerate(c.deps) if d["output"] == "cancel.id")
-    cancel_body = {"output": "cancel.id", "outputs": out("cancel", "id"), "inputs": [inp("cancel", "n_clicks", 1)],
-                   "changedPropIds": ["cancel.n_clicks"], "state": []}
+    cancel_body = {
+        "output": "cancel.id",
+        "outputs": out("cancel", "id"),
+        "inputs": [inp("cancel", "n_clicks", 1)],
+        "changedPropIds": ["cancel.n_clicks"],
+        "state": [],
+    }
     assert c.deps[cancel]["output"] == "cancel.id"
     r = c.http.post(f"/_dash-update-component?cancelJob={handles['job']}", json=cancel_body)
     assert r.status_code in (200, 204)

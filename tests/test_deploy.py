@@ -55,7 +55,9 @@ class Gunicorn:
             assert time.monotonic() < deadline, "gunicorn did not start: " + self.log.read_text()
             time.sleep(0.1)
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         """One request on a fresh connection: the kernel may hand it to any worker."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
@@ -68,10 +70,13 @@ class Gunicorn:
             conn.close()
 
     def callback(self, n: int, text: str | None = None) -> tuple[int, Any]:
-        body = {"output": "img.src", "outputs": {"id": "img", "property": "src"},
-                "inputs": [{"id": "go", "property": "n_clicks", "value": n}],
-                "changedPropIds": ["go.n_clicks"],
-                "state": [{"id": "text", "property": "children", "value": text}]}
+        body = {
+            "output": "img.src",
+            "outputs": {"id": "img", "property": "src"},
+            "inputs": [{"id": "go", "property": "n_clicks", "value": n}],
+            "changedPropIds": ["go.n_clicks"],
+            "state": [{"id": "text", "property": "children", "value": text}],
+        }
         status, data = self.request("POST", "/_dash-update-component", body)
         return status, (json.loads(data)["response"]["img"]["src"] if status == 200 else data)
 
@@ -142,8 +147,12 @@ def test_worker_recycling_keeps_the_default_store(start_gunicorn: Any, tmp_path:
 
 def test_two_hosts_share_redis(start_gunicorn: Any, redis_server: RedisServer, tmp_path: Path) -> None:
     env = {"DFC_TEST_BACKEND": f"redis://{redis_server.address}"}
-    host_a = start_gunicorn("host-a", {**env, "DFC_TRANSFORM_DIR": str(tmp_path / "host-a" / "store")}, "-w", "2")
-    host_b = start_gunicorn("host-b", {**env, "DFC_TRANSFORM_DIR": str(tmp_path / "host-b" / "store")}, "-w", "2")
+    host_a = start_gunicorn(
+        "host-a", {**env, "DFC_TRANSFORM_DIR": str(tmp_path / "host-a" / "store")}, "-w", "2"
+    )
+    host_b = start_gunicorn(
+        "host-b", {**env, "DFC_TRANSFORM_DIR": str(tmp_path / "host-b" / "store")}, "-w", "2"
+    )
     for n in range(50):
         status, url = host_a.callback(n)
         assert status == 200
@@ -253,11 +262,20 @@ def test_celery_background_callback(start_gunicorn: Any, redis_server: RedisServ
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        server = start_gunicorn("web", {k: env[k] for k in ("DFC_TEST_REDIS_URL", "DFC_TRANSFORM_DIR")},
-                                "-w", "2", module="celery_app")
-        body = {"output": "img.src", "outputs": {"id": "img", "property": "src"},
-                "inputs": [{"id": "go", "property": "n_clicks", "value": 7}],
-                "changedPropIds": ["go.n_clicks"], "state": []}
+        server = start_gunicorn(
+            "web",
+            {k: env[k] for k in ("DFC_TEST_REDIS_URL", "DFC_TRANSFORM_DIR")},
+            "-w",
+            "2",
+            module="celery_app",
+        )
+        body = {
+            "output": "img.src",
+            "outputs": {"id": "img", "property": "src"},
+            "inputs": [{"id": "go", "property": "n_clicks", "value": 7}],
+            "changedPropIds": ["go.n_clicks"],
+            "state": [],
+        }
         status, data = server.request("POST", "/_dash-update-component", body)
         assert status == 200, data
         handles = json.loads(data)

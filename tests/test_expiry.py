@@ -85,7 +85,9 @@ def test_simplecache_sweeps_expired_files() -> None:
     assert not any(backend.has(f"dfc:{token}:{i}") for i in range(3))
 
 
-def test_sweeps_run_by_themselves_at_most_once_a_minute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweeps_run_by_themselves_at_most_once_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DFC_TRANSFORM_DIR", str(tmp_path))
     service = FileService(timeout=5, chunk_size=1024)
     journal = service.store.journal

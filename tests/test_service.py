@@ -19,7 +19,7 @@ from dash_extensions.enrich import DashProxy, Input, html
 from flask import Flask
 from flask_caching import Cache
 
-from dfc_transform import FileOutput, FileService, FileServeTransform
+from dfc_transform import FileOutput, FileServeTransform, FileService
 from dfc_transform.store import default_cache_dir
 
 from .conftest import DashClient, inp, out
@@ -84,8 +84,13 @@ def test_register_in_callback_with_set_props(make_app: Any) -> None:
         dash.set_props("img", {"src": transform.register(b"via set_props", filename="s.bin")})
 
     c = DashClient(app)
-    body = {"output": c.output_key(), "outputs": [], "inputs": [inp("go", "n_clicks", 1)],
-            "changedPropIds": ["go.n_clicks"], "state": []}
+    body = {
+        "output": c.output_key(),
+        "outputs": [],
+        "inputs": [inp("go", "n_clicks", 1)],
+        "changedPropIds": ["go.n_clicks"],
+        "state": [],
+    }
     r = c.http.post("/_dash-update-component", json=body)
     url = r.get_json()["sideUpdate"]["img"]["src"]
     assert c.fetch(url).data == b"via set_props"
@@ -107,8 +112,13 @@ def test_url_prefix(make_app: Any, config: dict[str, str], route_prefix: str, ur
 
     c = app.server.test_client()
     assert c.get(f"{route_prefix}_dash-layout").status_code == 200
-    body = {"output": "img.src", "outputs": out("img", "src"), "inputs": [inp("go", "n_clicks", 1)],
-            "changedPropIds": ["go.n_clicks"], "state": []}
+    body = {
+        "output": "img.src",
+        "outputs": out("img", "src"),
+        "inputs": [inp("go", "n_clicks", 1)],
+        "changedPropIds": ["go.n_clicks"],
+        "state": [],
+    }
     url = c.post(f"{route_prefix}_dash-update-component", json=body).get_json()["response"]["img"]["src"]
     assert url.startswith(f"{url_prefix}_dash-files/")
     # A proxy strips requests_pathname_prefix down to routes_pathname_prefix.
@@ -207,8 +217,10 @@ def service_options() -> Any:
 
 def test_flask_caching_cache_is_accepted(tmp_path: Path) -> None:
     flask_app = Flask(__name__)
-    cache = Cache(flask_app, config={"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(tmp_path / "fc"),
-                                     "CACHE_THRESHOLD": 0})
+    cache = Cache(
+        flask_app,
+        config={"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(tmp_path / "fc"), "CACHE_THRESHOLD": 0},
+    )
     service = FileService(cache, chunk_size=1024)
     service.init_app(flask_app)
     data = os.urandom(5000)
@@ -218,7 +230,7 @@ def test_flask_caching_cache_is_accepted(tmp_path: Path) -> None:
 
 
 def test_bad_backend_is_rejected_clearly() -> None:
-    with pytest.raises(TypeError, match="cachelib.BaseCache or flask_caching.Cache"):
+    with pytest.raises(TypeError, match=r"cachelib\.BaseCache or flask_caching\.Cache"):
         FileService(object())  # type: ignore[arg-type]
 
 
@@ -254,7 +266,9 @@ def test_default_store_is_the_same_in_every_process(tmp_path: Path) -> None:
         """
     )
     env = dict(os.environ)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
     assert result.stdout.split() == ["200", hashlib.sha256(data).hexdigest()]
 
 

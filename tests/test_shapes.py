@@ -39,7 +39,9 @@ def test_multi_output_mixed_with_plain_outputs(make_app: Any) -> None:
         return _png("a"), "/not/a/file/just/text", io.StringIO("csv,data")
 
     c = DashClient(app)
-    resp = c.fire([out("img", "src"), out("label", "children"), out("link", "href")], [inp("go", "n_clicks", 1)])
+    resp = c.fire(
+        [out("img", "src"), out("label", "children"), out("link", "href")], [inp("go", "n_clicks", 1)]
+    )
     assert resp["label"]["children"] == "/not/a/file/just/text"  # plain Output: untouched
     assert c.fetch(resp["img"]["src"]).data == b"\x89PNG-a"
     link = c.fetch(resp["link"]["href"])
@@ -123,11 +125,15 @@ def test_all_output_nested_in_multi_output(make_app: Any) -> None:
 def test_allow_duplicate_outputs(make_app: Any) -> None:
     app, _ = make_app()
 
-    @app.callback(FileOutput("img", "src", allow_duplicate=True), Input("a", "n_clicks"), prevent_initial_call=True)
+    @app.callback(
+        FileOutput("img", "src", allow_duplicate=True), Input("a", "n_clicks"), prevent_initial_call=True
+    )
     def from_a(n: int) -> Any:
         return b"from a"
 
-    @app.callback(FileOutput("img", "src", allow_duplicate=True), Input("b", "n_clicks"), prevent_initial_call=True)
+    @app.callback(
+        FileOutput("img", "src", allow_duplicate=True), Input("b", "n_clicks"), prevent_initial_call=True
+    )
     def from_b(n: int) -> Any:
         return b"from b"
 

@@ -22,7 +22,9 @@ celery_app = Celery(__name__, broker=f"{redis_url}/0", backend=f"{redis_url}/1")
 manager = CeleryManager(celery_app)
 
 app = DashProxy(__name__, transforms=[FileServeTransform()], background_callback_manager=manager)
-app.layout = html.Div([html.Button(id="go"), html.Img(id="img"), html.Div(id="progress"), html.Button(id="cancel")])
+app.layout = html.Div(
+    [html.Button(id="go"), html.Img(id="img"), html.Div(id="progress"), html.Button(id="cancel")]
+)
 server = app.server
 
 

@@ -36,7 +36,9 @@ app.layout = html.Div([html.Button(id="go"), html.Img(id="img"), html.Div(id="te
 server = app.server
 
 
-@app.callback(FileOutput("img", "src", filename="pair.bin"), Input("go", "n_clicks"), State("text", "children"))
+@app.callback(
+    FileOutput("img", "src", filename="pair.bin"), Input("go", "n_clicks"), State("text", "children")
+)
 def make_file(n: int, text: str) -> Any:
     """Returns a path when asked for one, else bytes that depend on the input."""
     if text and text.startswith("path:"):
