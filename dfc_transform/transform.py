@@ -21,7 +21,7 @@ from typing import Any
 import dash
 from dash import ALL, ALLSMALLER, Output
 from dash_extensions.enrich import DashTransform
-from flask import Flask
+from flask import Flask, has_request_context, request
 from werkzeug.wrappers import Response
 
 from . import route
@@ -134,6 +134,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         self._app = app
         self._serving_pid = os.getpid()
         self.service.url_base = app.get_relative_path(f"/{route.ROUTE_NAME}/")
+        _warn_on_unshared_secret(app)
 
     def _ensure_bound(self) -> None:
         if self._app is not None:
@@ -221,6 +222,24 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         where = f"callback {callback}, output {label}"
         record = self.service.add(value, output.file_options, where=where)
         return self.service.url_for(record)
+
+
+def _warn_on_unshared_secret(app: dash.Dash) -> None:
+    """Background jobs under several workers need one secret_key for all of them.
+
+    Dash signs the job handles it gives the browser with the Flask ``secret_key``
+    and DashProxy makes up a random one per process when none is set: a poll that
+    reaches another worker is refused and the page waits forever, file or not.
+    """
+    multiprocess = has_request_context() and request.environ.get("wsgi.multiprocess")
+    if multiprocess and getattr(app, "_background_manager", None) and not app.server.secret_key:
+        message = (
+            "this app has background callbacks and runs in several worker processes, but no "
+            "secret_key: set app.server.secret_key to the same value in every worker (from an "
+            "environment variable), or polls that reach another worker never finish"
+        )
+        logger.warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def _name_of(func: Callable[..., Any]) -> str:

@@ -1,7 +1,11 @@
-"""One SVG image, returned three ways: as StringIO, as BytesIO, as a path.
+"""One SVG image, returned three ways: as an io.StringIO, as an io.BytesIO, as a path.
 
-Run: python examples/single_process.py   then open http://127.0.0.1:8050
-Files go to the default store (a FileSystemCache in the temp directory).
+Each button runs one callback that returns the same picture in another shape; the page shows which type
+was returned, the URL the transform put into the <img>, and the image fetched from that URL. Files go to
+the default store (a FileSystemCache in the temp directory, shared by every process on this host).
+
+Run:  pip install -e . && python examples/single_process.py   then open http://127.0.0.1:8050
+      (PORT=8060 python examples/single_process.py for another port; gunicorn: see gunicorn_redis.md)
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dash_extensions.enrich import DashProxy, Input, Output, html
 
 from dfc_transform import FileOutput, FileServeTransform
 
+WAYS = ("StringIO", "BytesIO", "Path")
+
 
 def make_svg(label: str) -> str:
     """A small picture with a label, so each way shows which one it was."""
@@ -29,15 +35,17 @@ def make_svg(label: str) -> str:
 
 
 SVG_PATH = Path(tempfile.gettempdir()) / "dfc_transform_example.svg"
-SVG_PATH.write_text(make_svg("Path"), encoding="utf-8")
+if not SVG_PATH.is_file() or SVG_PATH.read_text(encoding="utf-8") != make_svg("Path"):
+    # Written once: rewriting it (say, in each gunicorn worker) would expire its URLs (410).
+    SVG_PATH.write_text(make_svg("Path"), encoding="utf-8")
 
 app = DashProxy(__name__, transforms=[FileServeTransform()], title="dfc_transform demo")
+server = app.server  # for gunicorn: gunicorn single_process:server
+
 app.layout = html.Div(
     [
         html.H2("dfc_transform: one image, three ways"),
-        html.Div(
-            [html.Button(name, id=name, n_clicks=0, style={"marginRight": "8px"}) for name in ("StringIO", "BytesIO", "Path")]
-        ),
+        html.Div([html.Button(way, id=way, n_clicks=0, style={"marginRight": "8px"}) for way in WAYS]),
         html.P(["Returned type: ", html.Code(id="kind")]),
         html.P(["URL: ", html.Code(id="url")]),
         html.Img(id="image", alt="the served picture", style={"border": "1px solid #ccc"}),
@@ -49,9 +57,7 @@ app.layout = html.Div(
 @app.callback(
     FileOutput("image", "src", filename="picture.svg"),
     Output("kind", "children"),
-    Input("StringIO", "n_clicks"),
-    Input("BytesIO", "n_clicks"),
-    Input("Path", "n_clicks"),
+    *(Input(way, "n_clicks") for way in WAYS),
     prevent_initial_call=True,
 )
 def load(*_clicks: int) -> tuple[Any, str]:

@@ -2,6 +2,7 @@
 
 Chromium runs through dash's own selenium wrapper (``dash.testing.browser.Browser``, what the ``dash_duo``
 fixture is made of), configured here rather than through a ``pytest_setup_options`` hook in conftest.py.
+It starts the first ``chromedriver`` on PATH: the browser fixture puts ``CHROMEDRIVER``'s folder first.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--autoplay-policy=no-user-gesture-required",
 )
 
 T = TypeVar("T")
@@ -78,7 +78,7 @@ def set_viewport(driver: Any, width: int, height: int) -> None:
 
 
 def wait_until(
-    condition: Callable[[], T], *, timeout: float = 10, message: str | Callable[[], str] = ""
+    condition: Callable[[], T | None], *, timeout: float = 10, message: str | Callable[[], str] = ""
 ) -> T:
     """Poll ``condition`` until it returns something truthy; fail with ``message`` at the deadline."""
     deadline = time.monotonic() + timeout

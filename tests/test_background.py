@@ -178,3 +178,25 @@ def test_simplecache_under_several_workers_fails_loudly() -> None:
     assert client.post("/register").status_code == 200  # one process: fine
     with pytest.raises(FileServeError, match=r"several worker processes.*RedisCache"):
         client.post("/register", environ_overrides={"wsgi.multiprocess": True})
+
+
+def test_several_workers_without_a_shared_secret_are_warned(tmp_path: Path) -> None:
+    app = _app(tmp_path, steps=1, pause=0)
+    client = app.server.test_client()
+    with pytest.warns(RuntimeWarning, match=r"several worker processes, but no secret_key"):
+        client.get("/_dash-layout", environ_overrides={"wsgi.multiprocess": True})
+
+
+def test_a_shared_secret_silences_the_warning(tmp_path: Path) -> None:
+    import warnings
+
+    app = _app(tmp_path, steps=1, pause=0)
+    app.server.secret_key = "shared"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert (
+            app.server.test_client()
+            .get("/_dash-layout", environ_overrides={"wsgi.multiprocess": True})
+            .status_code
+            == 200
+        )

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,11 @@ def _pairs(server: Gunicorn, count: int) -> list[str]:
     return failures
 
 
-def _worker_pids(server: Gunicorn, tries: int = 200) -> set[int]:
-    return {json.loads(server.request("GET", "/pid")[1])["pid"] for _ in range(tries)}
+def _worker_pids(server: Gunicorn, tries: int = 16) -> set[int]:
+    """The workers that answer ``tries`` concurrent slow requests: a busy worker accepts none."""
+    with ThreadPoolExecutor(8) as pool:
+        answers = pool.map(lambda _: server.request("GET", "/pid?sleep=0.2")[1], range(tries))
+        return {json.loads(a)["pid"] for a in answers}
 
 
 def test_four_workers_default_store(start_gunicorn: Any, tmp_path: Path) -> None:
@@ -135,11 +139,11 @@ def test_four_workers_redis(start_gunicorn: Any, redis_server: RedisServer) -> N
 def test_worker_recycling_keeps_the_default_store(start_gunicorn: Any, tmp_path: Path) -> None:
     store = tmp_path / "store"
     server = start_gunicorn("app", {"DFC_TRANSFORM_DIR": str(store)}, "-w", "2", "--max-requests", "20")
-    before = _worker_pids(server, 10)
+    before = _worker_pids(server, 8)
     status, first_url = server.callback(12345)
     assert status == 200
     assert _pairs(server, 150) == []
-    assert not before & _worker_pids(server, 10), "workers were not recycled"
+    assert not before & _worker_pids(server, 8), "workers were not recycled"
     # A file registered by a worker long gone is still served.
     assert server.request("GET", first_url) == (200, b"file 12345 " * 100)
     assert (store / "files").is_dir()

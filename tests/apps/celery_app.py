@@ -26,6 +26,8 @@ app.layout = html.Div(
     [html.Button(id="go"), html.Img(id="img"), html.Div(id="progress"), html.Button(id="cancel")]
 )
 server = app.server
+# One secret for every process: Dash signs background-job handles with it.
+server.secret_key = "celery-test-secret"
 
 
 @app.callback(

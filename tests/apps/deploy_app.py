@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,4 +57,6 @@ def register() -> dict[str, Any]:
 
 @server.get("/pid")
 def pid() -> dict[str, int]:
+    """This worker's pid; ``?sleep=`` keeps it busy so that concurrent requests spread."""
+    time.sleep(float(request.args.get("sleep", "0")))
     return {"pid": os.getpid()}
