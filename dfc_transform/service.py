@@ -198,6 +198,6 @@ def _unwrap(backend: Any) -> Any:
     if type(backend).__module__.startswith("flask_caching") and type(backend).__name__ == "Cache":
         try:
             return backend.cache
-        except Exception:
+        except Exception:  # outside an app context: judge by the wrapper
             return backend
     return backend

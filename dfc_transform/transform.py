@@ -141,7 +141,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             return
         try:
             app = dash.get_app()
-        except Exception:
+        except Exception:  # no app yet: URLs get no prefix until the first request binds us
             return
         if _transform_of(app) is self:
             self.bind(app)
