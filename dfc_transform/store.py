@@ -350,7 +350,7 @@ class ChunkStore:
         for index in range(count):
             try:
                 self.backend.delete(self._chunk_key(token, index))
-            except Exception:
+            except Exception:  # best effort: the time-to-live removes the rest
                 break
 
     def _set(self, key: str, value: Any, timeout: int, where: str = "") -> None:
@@ -375,8 +375,8 @@ def _dump_record(record: FileRecord) -> bytes:
     # whereas a dict depends on the client's serialiser: pymemcache without a serde stores
     # str(dict) and hands back bytes, and every file would then be a 404.
     # The flat dict asdict() would make, without its deep copies (half of a small registration).
-    fields = {name: getattr(record, name) for name in _RECORD_FIELDS}
-    return json.dumps(fields, separators=(",", ":")).encode()
+    flat = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    return json.dumps(flat, separators=(",", ":")).encode()
 
 
 def _check_size(size: int, max_size: int | None, where: str) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks of dfc_transform against the alternatives: ``python -m benchmarks.run``."""
