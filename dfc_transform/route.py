@@ -45,14 +45,10 @@ def serve(store: ChunkStore, subpath: str, request: Request) -> Response:
         return plain(404, "Not found: no such file.")
     try:
         record = store.get(token)
-    except BackendUnavailableError as err:
-        logger.error("file store unavailable: %s", err)
-        return plain(503, "Service unavailable: the file store cannot be reached. Try again later.")
-    if record is None or name != record.filename:
-        return plain(404, "Not found: no such file, or it has expired.")
-    if record.consumed:
-        return plain(410, "Gone: this file could be fetched only once.")
-    try:
+        if record is None or name != record.filename:
+            return plain(404, "Not found: no such file, or it has expired.")
+        if record.consumed:
+            return plain(410, "Gone: this file could be fetched only once.")
         return _respond(store, record, request)
     except ContentMissingError as err:
         logger.warning("%s", err)

@@ -78,27 +78,45 @@ class FileService:
                     f"backend must be a cachelib.BaseCache or flask_caching.Cache, "
                     f"got {type(backend).__name__} without a {method}() method"
                 )
-        kind = type(_unwrap(backend)).__name__
-        if kind == "NullCache":
-            raise TypeError("a NullCache stores nothing: every URL would be a 404; " + _SHARED_BACKEND_ADVICE)
-        # Chosen per backend when not given; again on each add(), see there.
-        self._auto_chunk_size = chunk_size is None
-        if chunk_size is None:
-            chunk_size = _default_chunk_size(kind)
         if max_size is not None and max_size < 0:
             raise ValueError(f"max_size must be >= 0 bytes or None, got {max_size}")
-        if journal is None and kind in _PER_PROCESS_BACKENDS:
-            journal = MemoryJournal(grace=CHUNK_GRACE)
-        self.store = ChunkStore(backend, chunk_size=chunk_size, timeout=timeout, journal=journal)
+        self.store = ChunkStore(
+            backend, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, timeout=timeout, journal=journal
+        )
         self.max_size = max_size
-        self.copy_paths = copy_paths if copy_paths is not None else kind not in _HOST_LOCAL_BACKENDS
-        #: ``True`` when files live in this process only (``SimpleCache``).
-        self.per_process = kind in _PER_PROCESS_BACKENDS
+        self._chunk_size = chunk_size
+        self._copy_paths = copy_paths
+        self._settled = False
+        self._settle()
         #: Where URLs start, e.g. ``/app/_dash-files/``; set by the transform from the
         #: Dash app's ``requests_pathname_prefix``. ``None``: the Flask route's path,
         #: under the request's ``SCRIPT_NAME``.
         self.url_base: str | None = None
         self._route_path = "/" + route.ROUTE_NAME + "/"
+
+    def _settle(self) -> None:
+        """Fit the defaults to the backend's kind, once it is known.
+
+        A ``flask_caching.Cache`` may meet its app, and so its backend, only after the
+        service was made (app factories); until then it is judged as a generic cache and
+        this runs again on each ``add()``.
+        """
+        inner = _unwrap(self.backend)
+        kind = type(inner).__name__
+        if kind == "NullCache":
+            raise TypeError("a NullCache stores nothing: every URL would be a 404; " + _SHARED_BACKEND_ADVICE)
+        if self._chunk_size is None:
+            # memcached refuses items over 1 MB: its chunks must stay under that.
+            self.store.chunk_size = MEMCACHED_CHUNK_SIZE if "Memcache" in kind else DEFAULT_CHUNK_SIZE
+        #: Whether path values are copied into the backend or served from disk by reference.
+        self.copy_paths = (
+            self._copy_paths if self._copy_paths is not None else kind not in _HOST_LOCAL_BACKENDS
+        )
+        #: ``True`` when files live in this process only (``SimpleCache``).
+        self.per_process = kind in _PER_PROCESS_BACKENDS
+        if self.store.journal is None and self.per_process:
+            self.store.journal = MemoryJournal(grace=CHUNK_GRACE)
+        self._settled = inner is not self.backend or not _is_flask_caching(self.backend)
 
     @property
     def backend(self) -> CacheLike:
@@ -143,6 +161,8 @@ class FileService:
         if isinstance(value, File):
             options = value.options.over(options)
             value = value.data
+        if not self._settled:
+            self._settle()
         if self.per_process and has_request_context() and request.environ.get("wsgi.multiprocess"):
             # Another worker would answer the GET and not find the file: fail now, loudly.
             raise FileServeError(
@@ -160,10 +180,6 @@ class FileService:
             mime += f"; charset={source.charset}"
         if not filename:
             filename = "file" + extension_for(mime)
-        if self._auto_chunk_size:
-            # A flask_caching.Cache may meet its app, and so its backend, only after the service was
-            # made (app factories): memcached shows only now, and needs chunks under its item limit.
-            self.store.chunk_size = _default_chunk_size(type(_unwrap(self.backend)).__name__)
         return self.store.put(
             source,
             filename=filename,
@@ -185,19 +201,19 @@ class FileService:
         return f"{base}{record.token}/{quote(record.filename, safe='')}"
 
 
-def _default_chunk_size(kind: str) -> int:
-    return MEMCACHED_CHUNK_SIZE if "Memcache" in kind else DEFAULT_CHUNK_SIZE
-
-
 def _no_file() -> Response:
     return route.plain(404, "Not found: no such file.")
 
 
+def _is_flask_caching(backend: Any) -> bool:
+    return type(backend).__module__.startswith("flask_caching") and type(backend).__name__ == "Cache"
+
+
 def _unwrap(backend: Any) -> Any:
     """The cachelib backend inside a ``flask_caching.Cache`` (if it can be reached now)."""
-    if type(backend).__module__.startswith("flask_caching") and type(backend).__name__ == "Cache":
+    if _is_flask_caching(backend):
         try:
             return backend.cache
-        except Exception:  # outside an app context: judge by the wrapper
+        except Exception:  # not bound to an app yet: judge by the wrapper for now
             return backend
     return backend

@@ -316,12 +316,6 @@ class ChunkStore:
         if record.chunked:
             self._forget_chunks(record.token, record.chunk_count)
 
-    def delete(self, record: FileRecord) -> None:
-        """Remove a file: its record first, so nobody starts reading it, then its chunks."""
-        self._call(self.backend.delete, self._meta_key(record.token))
-        if record.chunked:
-            self._forget_chunks(record.token, record.chunk_count)
-
     def purge(self, token: str) -> None:
         """Delete everything stored under ``token``, even a file whose writing never finished."""
         self._call(self.backend.delete, self._meta_key(token))

@@ -38,7 +38,6 @@ from .browser_support import (
 )
 
 pytestmark = [
-    pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser())),
     # selenium 4.2 (dash[testing] caps it there) calls HTTPResponse.getheader(), deprecated by urllib3.
     pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning"),
 ]
@@ -52,6 +51,10 @@ RunExample = Callable[[str], tuple[ModuleType, str, RequestLog]]
 @pytest.fixture
 def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """dash's selenium Browser on a headless Chromium with a fresh profile; downloads go to tmp_path."""
+    # A missing browser is a failure, not a skip: a skip would hide a missing install step in CI.
+    problem = missing_browser()
+    if problem is not None:
+        pytest.fail(problem)
     monkeypatch.setenv("PATH", f"{Path(CHROMEDRIVER).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     chromium = start_browser(tmp_path / "profile", tmp_path / "downloads")
     try:

@@ -306,3 +306,18 @@ def test_bare_route_prefix_is_a_plain_404(make_app: Any, path: str) -> None:
     r = flask_app.test_client().get(path)
     assert r.status_code == 404
     assert r.mimetype == "text/plain"
+
+
+def test_late_bound_flask_caching_cache_is_judged_by_its_backend() -> None:
+    """An app factory binds the Cache after the service was made: the backend's kind counts then."""
+    cache = Cache(config={"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 100000})
+    service = FileService(cache)
+    assert not service.per_process  # nothing to judge by yet
+    flask_app = Flask(__name__)
+    cache.init_app(flask_app)
+    service.init_app(flask_app)
+    with flask_app.test_request_context():
+        url = service.register(b"late")
+    assert service.per_process
+    assert service.copy_paths is False  # one process: paths are served by reference
+    assert flask_app.test_client().get(url).data == b"late"
