@@ -30,6 +30,7 @@ from .store import (
     ChunkStore,
     FileRecord,
     default_backend,
+    is_token,
 )
 from .values import File, FileOptions, to_source
 
@@ -192,6 +193,18 @@ class FileService:
             where=where,
         )
 
+    def remove(self, url_or_token: str) -> bool:
+        """Remove a registered file now; ``True`` if it was there.
+
+        Takes the URL :meth:`register` returned (with or without host and prefix) or its token.
+        Its URL answers 404 from then on.
+        """
+        token = _token_of(url_or_token)
+        if token is None or self.store.get(token) is None:
+            return False
+        self.store.purge(token)
+        return True
+
     def url_for(self, record: FileRecord) -> str:
         """The URL of a stored file: ``<url_base><token>/<filename>``."""
         base = self.url_base
@@ -199,6 +212,14 @@ class FileService:
             # A plain Flask app may be mounted under a prefix (SCRIPT_NAME).
             base = (request.script_root if has_request_context() else "") + self._route_path
         return f"{base}{record.token}/{quote(record.filename, safe='')}"
+
+
+def _token_of(url_or_token: str) -> str | None:
+    """The token of ``<base><token>/<name>`` (the name is quoted: it has no slash) or a bare token."""
+    path = url_or_token.split("?", 1)[0].split("#", 1)[0]
+    parts = path.rsplit("/", 2)
+    text = parts[-2] if len(parts) >= 2 else parts[0]
+    return text if is_token(text) else None
 
 
 def _no_file() -> Response:
