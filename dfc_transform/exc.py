@@ -11,6 +11,7 @@ __all__ = [
     "ContentMissingError",
     "FileServeError",
     "FileTooLargeError",
+    "InvalidOptionError",
     "MissingPathError",
     "UnsupportedValueError",
 ]
@@ -28,6 +29,17 @@ class FileServeError(Exception):
         self.message = message
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
+
+    def at(self, where: str) -> FileServeError:
+        """Attach the callback and output concerned, where the error is caught; return ``self``."""
+        if where and not self.where:
+            self.where = where
+            self.args = (f"{where}: {self.message}",)
+        return self
+
+
+class InvalidOptionError(FileServeError, ValueError):
+    """An option (a file name, a mime type) that cannot be served safely; nothing was stored."""
 
 
 class UnsupportedValueError(FileServeError, TypeError):

@@ -6,15 +6,19 @@ off (it could drop single chunks), so without help an expired file would stay on
 disk or in memory until somebody asked for it.
 
 Before a file's chunks are written, its token is noted in a bucket of the
-journal named by the time the file expires (10-minute buckets). Now and then
-(at most once a minute per process, on a registration) buckets whose files have
-all expired are swept: each token's record and chunks are deleted through the
-backend's public ``delete``. A token noted before its chunks also covers files
-whose writing was interrupted (a cancelled background job): their chunks go too.
+journal named by the time the file expires (one-minute buckets), with that time.
+Every ``SWEEP_INTERVAL`` seconds a daemon thread of each process that registered
+a file sweeps what expired more than ``GRACE`` seconds ago: each file's record and
+chunks are deleted through the backend's public ``delete``. A token noted before its chunks also covers files
+whose writing was interrupted (a cancelled background job, a process killed):
+their chunks go too. In a directory journal the sweep also removes the temp
+files that a write cut short (a full disk, a killed process) left in the store.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
 import time
@@ -23,8 +27,14 @@ from pathlib import Path
 
 __all__ = ["DirectoryJournal", "ExpiryJournal", "MemoryJournal"]
 
-BUCKET_SECONDS = 600
-SWEEP_INTERVAL = 60
+logger = logging.getLogger(__name__)
+
+BUCKET_SECONDS = 60
+#: How often each process's sweeper runs; with the grace, every file is gone at most
+#: ``GRACE + SWEEP_INTERVAL`` seconds after its expiry.
+SWEEP_INTERVAL = 30
+#: A transfer that started just before its file expired has this long to finish.
+GRACE = 30
 
 
 class ExpiryJournal:
@@ -34,40 +44,82 @@ class ExpiryJournal:
         self.grace = grace
         self._next_sweep = 0.0
         self._lock = threading.Lock()
+        self._sweeper_pid: int | None = None
 
-    def note(self, token: str, expires: float) -> None:
-        """Remember that ``token`` expires at ``expires`` (Unix time)."""
-        self._append(int(expires // BUCKET_SECONDS), token)
+    def start_sweeper(self, sweep: Callable[[], object]) -> None:
+        """Run ``sweep`` every ``SWEEP_INTERVAL`` seconds in a daemon thread of this process.
+
+        Started on a process's first registration (again in a forked child, where the
+        parent's thread does not exist), so that sweeping never delays a registration.
+        """
+        if self._sweeper_pid == os.getpid():
+            return
+        with self._lock:
+            if self._sweeper_pid == os.getpid():
+                return
+            self._sweeper_pid = os.getpid()
+
+        def loop() -> None:
+            while True:
+                time.sleep(SWEEP_INTERVAL)
+                try:
+                    sweep()
+                except Exception:  # a backend down now may be back at the next round
+                    logger.warning("sweeping expired files failed", exc_info=True)
+
+        threading.Thread(target=loop, name="dfc_transform-sweeper", daemon=True).start()
+
+    def note(self, name: str, expires: float) -> None:
+        """Remember that the file ``name`` expires at ``expires`` (Unix time)."""
+        self._append(int(expires // BUCKET_SECONDS), f"{name} {int(expires) + 1}")
 
     def sweep_due(
-        self, purge: Callable[[str], None], *, now: float | None = None, force: bool = False
+        self,
+        purge: Callable[[str], None],
+        *,
+        now: float | None = None,
+        force: bool = False,
+        grace: float | None = None,
     ) -> int:
-        """Purge the tokens of every bucket that has fully expired; return how many.
+        """Purge every file whose expiry plus ``grace`` has passed; return how many.
 
         Runs at most once per ``SWEEP_INTERVAL`` seconds per process unless ``force``.
+        ``grace`` (default: the journal's) lets a transfer that started just before the
+        file expired finish; ``0`` removes every expired file now.
         """
         now = time.time() if now is None else now
+        grace = self.grace if grace is None else grace
         with self._lock:
             if not force and now < self._next_sweep:
                 return 0
             self._next_sweep = now + SWEEP_INTERVAL
         purged = 0
+        self._remove_stale_temp_files(now)
         for bucket in self._buckets():
-            # Chunks outlive their record by the grace period: wait for both.
-            if (bucket + 1) * BUCKET_SECONDS + self.grace < now:
-                for token in self._take(bucket):
-                    purge(token)
+            if bucket * BUCKET_SECONDS + grace > now:
+                continue  # nothing in it has expired long enough
+            for entry in self._take(bucket):
+                name, _, expires = entry.partition(" ")
+                # Entries of the first round have no expiry: their bucket's end is theirs.
+                due = int(expires) if expires.isdigit() else (bucket + 1) * BUCKET_SECONDS
+                if due + grace <= now:
+                    purge(name)
                     purged += 1
+                else:
+                    self._append(bucket, entry)
         return purged
 
-    def _append(self, bucket: int, token: str) -> None:
+    def _remove_stale_temp_files(self, now: float) -> None:
+        """Remove what interrupted writes left behind (only a directory journal has any)."""
+
+    def _append(self, bucket: int, entry: str) -> None:
         raise NotImplementedError
 
     def _buckets(self) -> list[int]:
         raise NotImplementedError
 
     def _take(self, bucket: int) -> Iterable[str]:
-        """Remove a bucket and return its tokens; only one caller gets them."""
+        """Remove a bucket and return its entries; only one caller gets them."""
         raise NotImplementedError
 
 
@@ -78,9 +130,9 @@ class MemoryJournal(ExpiryJournal):
         super().__init__(grace=grace)
         self._data: dict[int, list[str]] = {}
 
-    def _append(self, bucket: int, token: str) -> None:
+    def _append(self, bucket: int, entry: str) -> None:
         with self._lock:
-            self._data.setdefault(bucket, []).append(token)
+            self._data.setdefault(bucket, []).append(entry)
 
     def _buckets(self) -> list[int]:
         with self._lock:
@@ -100,15 +152,42 @@ class DirectoryJournal(ExpiryJournal):
     same bucket and a bucket being written to is moved whole.
     """
 
-    def __init__(self, directory: Path, *, grace: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        grace: int,
+        temp_dir: Path | None = None,
+        temp_suffix: str = "",
+        temp_age: float = SWEEP_INTERVAL,
+    ) -> None:
         super().__init__(grace=grace)
         self.directory = directory
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        #: Where the backend writes its temp files, and their suffix.
+        self.temp_dir = temp_dir
+        self.temp_suffix = temp_suffix
+        #: A temp file unchanged for this long is not being written any more: a write
+        #: takes milliseconds, one chunk at a time.
+        self.temp_age = temp_age
 
-    def _append(self, bucket: int, token: str) -> None:
+    def _remove_stale_temp_files(self, now: float) -> None:
+        if self.temp_dir is None or not self.temp_suffix:
+            return
+        try:
+            entries = list(os.scandir(self.temp_dir))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.endswith(self.temp_suffix):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < now - self.temp_age:
+                        os.unlink(entry.path)
+
+    def _append(self, bucket: int, entry: str) -> None:
         fd = os.open(self.directory / f"{bucket}.tokens", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, f"{token}\n".encode("ascii"))
+            os.write(fd, f"{entry}\n".encode("ascii"))
         finally:
             os.close(fd)
 
@@ -127,6 +206,6 @@ class DirectoryJournal(ExpiryJournal):
         except FileNotFoundError:
             return []  # another process claimed it first
         try:
-            return claimed.read_text("ascii").split()
+            return claimed.read_text("ascii").splitlines()
         finally:
             claimed.unlink()

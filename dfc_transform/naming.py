@@ -40,11 +40,37 @@ for _ext, _mime in _MIME_BY_EXT.items():
 
 OCTET_STREAM = "application/octet-stream"
 
-# Types a browser executes script in when it renders them as a document; any
-# other ``+xml`` type too (see :func:`is_active_type`).
-ACTIVE_TYPES = frozenset(
-    {"image/svg+xml", "text/html", "application/xhtml+xml", "application/xml", "text/xml"}
+# Types a browser renders without running script in them (images, media, text, PDF in its
+# own viewer). Everything else is sandboxed when rendered: an allow-list, not a list of active
+# types, so that a type nobody thought of (text/xsl, a new +xml type) is safe by default.
+INERT_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "image/bmp",
+        "image/tiff",
+        "image/x-icon",
+        "image/vnd.microsoft.icon",
+        "text/plain",
+        "text/csv",
+        "text/tab-separated-values",
+        "application/json",
+        # Chromium's PDF viewer refuses to render inside a CSP sandbox; PDF script runs in
+        # the viewer's own process, not in the app's origin.
+        "application/pdf",
+        "application/octet-stream",
+    }
 )
+_MEDIA_PREFIXES = ("audio/", "video/")
+
+# RFC 9110 5.6.2 token characters; a media type is token "/" token, then parameters.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*"'
+_MEDIA_TYPE = re.compile(rf"\s*({_TOKEN})/({_TOKEN})\s*((?:;\s*{_TOKEN}=(?:{_TOKEN}|{_QUOTED})\s*)*);?\s*")
+_PARAMETER = re.compile(rf";\s*({_TOKEN})=({_TOKEN}|{_QUOTED})")
 
 # Control characters (C0, DEL, C1), line and paragraph separators, and the
 # bidirectional controls that make "gpj.exe" display as "exe.jpg".
@@ -72,10 +98,41 @@ def essence(mime_type: str) -> str:
     return mime_type.split(";", 1)[0].strip().lower()
 
 
-def is_active_type(mime_type: str) -> bool:
-    """Tell whether a browser may run script in ``mime_type`` rendered as a document."""
+def normalize_mime_type(mime_type: str) -> str:
+    """``mime_type`` in canonical form (``type/subtype; name=value``), or ``ValueError``.
+
+    Lists (``text/plain, text/html``), control characters and anything else that is
+    not one RFC 9110 media type are refused: the value goes into a response header.
+    """
+    match = _MEDIA_TYPE.fullmatch(mime_type)
+    if match is None:
+        raise ValueError(
+            f"mime_type {mime_type!r} is not one media type of the form 'type/subtype' "
+            "(optionally followed by '; name=value' parameters)"
+        )
+    kind, subtype, params = match.groups()
+    parts = [f"{kind.lower()}/{subtype.lower()}"]
+    parts += [f"{name.lower()}={value}" for name, value in _PARAMETER.findall(params)]
+    return "; ".join(parts)
+
+
+def is_inert_type(mime_type: str) -> bool:
+    """Tell whether a browser renders ``mime_type`` without running script in it."""
     kind = essence(mime_type)
-    return kind in ACTIVE_TYPES or kind.endswith("+xml")
+    if kind.startswith(_MEDIA_PREFIXES):
+        return not kind.endswith(("+xml", "+json"))
+    return kind in INERT_TYPES
+
+
+def check_filename(name: str) -> None:
+    """Refuse a name that cannot travel in a URL and a header: ``ValueError``."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"filename {name!r} is not valid Unicode text ({err.reason} at position {err.start}): "
+            "it cannot be put in a URL"
+        ) from err
 
 
 def safe_filename(name: str) -> str:

@@ -5,23 +5,33 @@ HEAD, single byte ranges (206/416) reading only the chunks they need,
 ``Last-Modified``, ``Cache-Control`` with the remaining lifetime,
 ``Content-Disposition`` and safety headers. Every bad request gets a short
 plain-text 4xx.
+
+One-time files are served whole only (a ``Range`` is ignored, ``Accept-Ranges:
+none``): a copy assembled from ranges could never be told complete. Every
+transfer of one streams all but its last piece, then claims the file through
+the backend's atomic ``add``; only the winner sends the last piece, every other
+transfer is cut short, so at most one complete copy is ever delivered, and a
+transfer aborted before the end consumes nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Literal
+from urllib.parse import quote
 
 from werkzeug.datastructures import ContentRange
-from werkzeug.http import http_date, parse_if_range_header, parse_range_header, quote_etag
+from werkzeug.http import http_date, parse_if_range_header, quote_etag
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
+from . import session
 from .exc import BackendUnavailableError, ContentMissingError
-from .naming import content_disposition, is_active_type
+from .naming import content_disposition, is_inert_type
 from .store import ChunkStore, FileRecord, is_token
 
 __all__ = ["ROUTE_NAME", "serve"]
@@ -31,25 +41,36 @@ ROUTE_NAME = "_dash-files"
 
 logger = logging.getLogger(__name__)
 
+# One byte-range-spec or suffix-range (RFC 9110 14.1.1); digits in ASCII only.
+_BYTE_RANGE = re.compile(r"[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*")
 _SAFETY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
-def serve(store: ChunkStore, subpath: str, request: Request) -> Response:
+def serve(
+    store: ChunkStore,
+    subpath: str,
+    request: Request,
+    *,
+    sendfile_header: str | None = None,
+    sendfile_prefix: str = "",
+) -> Response:
     """Answer a GET or HEAD of ``<prefix>_dash-files/<subpath>``.
 
     ``subpath`` is ``<token>/<filename>``; the file name must be the registered
-    one, so that a URL cannot be bent to another name or type.
+    one, so that a URL cannot be bent to another name or type. A private file
+    opens only with the session cookie of the browser that caused it; to anyone
+    else it is as missing as an unknown token.
     """
     token, _, name = subpath.partition("/")
     if not is_token(token) or not name:
         return plain(404, "Not found: no such file.")
     try:
         record = store.get(token)
-        if record is None or name != record.filename:
+        if record is None or name != record.filename or not session.may_open(record.owner, request):
             return plain(404, "Not found: no such file, or it has expired.")
         if record.consumed:
             return plain(410, "Gone: this file could be fetched only once.")
-        return _respond(store, record, request)
+        return _respond(store, record, request, sendfile_header, sendfile_prefix)
     except ContentMissingError as err:
         logger.warning("%s", err)
         return plain(410, "Gone: the file's content is no longer in the store.")
@@ -58,10 +79,16 @@ def serve(store: ChunkStore, subpath: str, request: Request) -> Response:
         return plain(503, "Service unavailable: the file store cannot be reached. Try again later.")
 
 
-def _respond(store: ChunkStore, record: FileRecord, request: Request) -> Response:
+def _respond(
+    store: ChunkStore,
+    record: FileRecord,
+    request: Request,
+    sendfile_header: str | None,
+    sendfile_prefix: str,
+) -> Response:
     environ = request.environ
     etag = quote_etag(record.token)
-    last_modified = datetime.fromtimestamp(int(record.created), tz=timezone.utc)
+    last_modified = datetime.fromtimestamp(int(record.created), tz=UTC)
     headers = _file_headers(record, etag, last_modified)
 
     if _precondition_failed(request, record.token, last_modified):
@@ -70,7 +97,7 @@ def _respond(store: ChunkStore, record: FileRecord, request: Request) -> Respons
         return Response(status=304, headers=headers)
 
     size = record.size
-    span = _requested_span(request, size, etag, last_modified)
+    span = None if record.one_time else _requested_span(request, size, etag, last_modified)
     if isinstance(span, str):
         content_range = ContentRange("bytes", None, None, size).to_header()
         return plain(416, "Range not satisfiable.", {"Content-Range": content_range})
@@ -80,6 +107,12 @@ def _respond(store: ChunkStore, record: FileRecord, request: Request) -> Respons
     disk = store.open_path(record)
     if disk is None and not record.chunked:
         return plain(410, "Gone: the file changed or was removed on the server since it was registered.")
+    if disk is not None and sendfile_header and not record.one_time:
+        # The front server (nginx, Apache) sends the file, ranges included: no worker waits
+        # on a slow client.
+        disk.close()
+        target = sendfile_prefix + quote(record.path or "") if sendfile_prefix else record.path or ""
+        return Response(status=200, headers={**headers, sendfile_header: target})
 
     body: Iterable[bytes]
     if request.method == "HEAD":
@@ -90,15 +123,15 @@ def _respond(store: ChunkStore, record: FileRecord, request: Request) -> Respons
             store.iter_chunks(record, start, stop)
         body = ()
     elif disk is not None:
-        if partial:
+        if partial or record.one_time:
             body = _file_range(disk, start, stop, record.chunk_size)
         else:
             # wrap_file lets the WSGI server use sendfile: no copy through Python.
             body = wrap_file(environ, disk, buffer_size=record.chunk_size)
     else:
         body = store.iter_chunks(record, start, stop)
-    if record.one_time and not partial and request.method == "GET":
-        body = _consume_after(body, store, record)
+    if record.one_time and request.method == "GET":
+        body = _deliver_once(body, store, record)
 
     response = Response(body, status=206 if partial else 200, headers=headers, direct_passthrough=True)
     response.content_length = stop - start
@@ -114,13 +147,17 @@ def _file_headers(record: FileRecord, etag: str, last_modified: datetime) -> dic
         "Content-Disposition": content_disposition(record.filename, attachment=record.download),
         "ETag": etag,
         "Last-Modified": http_date(last_modified),
-        "Accept-Ranges": "bytes",
+        "Accept-Ranges": "none" if record.one_time else "bytes",
         "Cache-Control": _cache_control(record),
         **_SAFETY_HEADERS,
     }
-    if record.sandbox and not record.download and is_active_type(mime):
-        # Rendered as a document on our origin, script in SVG/HTML could read the
-        # app's cookies and call its callbacks; the sandbox gives it a null origin.
+    if record.owner is not None:
+        headers["Vary"] = "Cookie"
+    if record.sandbox and not record.download and not is_inert_type(mime):
+        # Rendered as a document on our origin, script in it (HTML, SVG, XML with an XSL
+        # stylesheet, types nobody listed) could read the app's cookies and call its
+        # callbacks; the sandbox gives it a null origin. Only known-inert types go without;
+        # an attachment is saved, never rendered.
         headers["Content-Security-Policy"] = "sandbox"
     return headers
 
@@ -169,17 +206,35 @@ def _requested_span(
                 return None
         elif parsed_if.date is None or parsed_if.date != last_modified:
             return None
-    ranges = parse_range_header(header)
-    if ranges is None or ranges.units != "bytes" or len(ranges.ranges) != 1:
-        # Malformed and multi-range requests get the whole file (RFC 9110 14.2 allows it).
+    return parse_byte_range(header, size)
+
+
+def parse_byte_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """One ``Range: bytes=...`` header against a representation of ``size`` bytes (RFC 9110 14.1).
+
+    ``(start, stop)`` for one satisfiable range; ``"unsatisfiable"`` (416) for one range
+    that selects nothing: a first byte at or past the end, or a suffix of length 0
+    (``bytes=-0``); ``None`` (ignore the header, send the whole file, as 14.2 allows) for
+    anything malformed, another unit, or several ranges. Parsed here, not by a library,
+    so that no dependency release changes these answers.
+    """
+    unit, sep, spec = header.partition("=")
+    match = _BYTE_RANGE.fullmatch(spec)
+    if not sep or unit.strip().lower() != "bytes" or match is None:
         return None
-    if header.split("=", 1)[1].strip().startswith("-"):
-        # A suffix longer than the file asks for all of it (RFC 9110 14.1.3), which
-        # werkzeug refuses; and werkzeug reads "-0", unsatisfiable, as "0-".
-        suffix = -ranges.ranges[0][0]
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # suffix-range: the last N bytes
+        suffix = int(last)
         return (max(0, size - suffix), size) if suffix > 0 else "unsatisfiable"
-    span = ranges.range_for_length(size)
-    return span if span is not None else "unsatisfiable"
+    start = int(first)
+    stop = size if not last else int(last) + 1
+    if last and stop <= start:
+        return None  # last-pos < first-pos: invalid, ignored
+    if start >= size:
+        return "unsatisfiable"
+    return start, min(stop, size)
 
 
 def _file_range(f: IO[bytes], start: int, stop: int, block: int) -> Iterator[bytes]:
@@ -194,21 +249,32 @@ def _file_range(f: IO[bytes], start: int, stop: int, block: int) -> Iterator[byt
             yield data
 
 
-def _consume_after(body: Iterable[bytes], store: ChunkStore, record: FileRecord) -> Iterator[bytes]:
-    """Pass ``body`` through; remove the file once the last byte went out.
+def _deliver_once(body: Iterable[bytes], store: ChunkStore, record: FileRecord) -> Iterator[bytes]:
+    """Pass ``body`` through, holding back its last piece until this transfer has claimed the file.
 
-    A client that aborts closes this generator early, so the file survives.
+    The claim is the backend's atomic ``add``: of several concurrent transfers, in any
+    processes, one wins and sends the last piece; the others end short of it, which the
+    client sees as a failed transfer (its Content-Length is not met). A client that aborts
+    closes this generator before the claim, so the file survives for another try.
     """
+    pending: bytes | None = None
     try:
-        yield from body
+        for piece in body:
+            if pending is not None:
+                yield pending
+            pending = piece
     finally:
         close = getattr(body, "close", None)
         if close is not None:
             close()
+    if not store.claim(record):
+        raise ContentMissingError(f"one-time file {record.token} was delivered by another transfer")
+    if pending is not None:
+        yield pending
     try:
         store.consume(record)
     except BackendUnavailableError as err:
-        # The transfer is complete; the file then lives until its time-to-live.
+        # The claim holds: no other transfer can complete; the content leaves with its time-to-live.
         logger.error("could not remove one-time file %s: %s", record.token, err)
 
 

@@ -5,11 +5,20 @@ A file is kept under keys derived from its token: ``dfc:<token>:0``,
 ``dfc:<token>:m`` holds a small metadata record, written last so that a reader
 never sees a record whose chunks are still being written. Reading streams chunk
 by chunk, so memory stays bounded by one chunk whatever the file size, and
-memcached's item limit does not limit the file size.
+memcached's item limit does not limit the file size. With a namespace, keys are
+``dfc:<namespace>:<token>:...``: apps sharing one backend never see each other's files.
+
+Backends that expire keys on their own (Redis, memcached) are given the
+time-to-live with every key. Backends that would only hide an expired key
+(cachelib's ``FileSystemCache`` and ``SimpleCache`` keep it until a prune) get
+keys without a time-to-live and an expiry journal instead: the record carries
+the expiry, and the sweep deletes every key of the file, so that nothing is left
+behind whatever the backend would report for an expired key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,9 +33,10 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
 from cachelib import FileSystemCache
+from cachelib.serializers import FileSystemSerializer
 
 from .exc import BackendUnavailableError, ContentMissingError, FileServeError, FileTooLargeError
-from .expiry import DirectoryJournal, ExpiryJournal
+from .expiry import GRACE, DirectoryJournal, ExpiryJournal
 from .values import Source
 
 __all__ = ["CacheLike", "ChunkStore", "FileRecord", "default_backend", "default_cache_dir"]
@@ -77,6 +87,8 @@ class FileRecord:
     chunked: bool = True
     #: A one-time file after its transfer: answered with 410 until it expires.
     consumed: bool = False
+    #: For a private file: the hash of the session id that may open it (see :mod:`.session`).
+    owner: str | None = None
 
     @property
     def chunk_count(self) -> int:
@@ -106,8 +118,10 @@ def default_backend(
     """The default backend and its expiry journal, in :func:`default_cache_dir`.
 
     A ``FileSystemCache`` in ``<dir>/files`` with ``threshold=0``, which turns off
-    cachelib's count-based pruning (it could drop single chunks of a file); files
-    leave by their time-to-live instead, swept through the journal in ``<dir>/expiry``.
+    cachelib's count-based pruning (it could drop single chunks of a file), and with a
+    serializer that writes our bytes as they are: nothing read back is ever unpickled,
+    so whoever can write to the directory cannot run code in the app. Files leave by
+    their time-to-live, swept through the journal in ``<dir>/expiry``.
     """
     path = Path(directory) if directory is not None else default_cache_dir()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -119,8 +133,33 @@ def default_backend(
                 f"the store directory {str(path)!r} is not a directory owned by this user; "
                 "set DFC_TRANSFORM_DIR or pass a backend"
             )
-    backend = FileSystemCache(str(path / "files"), threshold=0, default_timeout=0, mode=0o600)
-    return backend, DirectoryJournal(path / "expiry", grace=CHUNK_GRACE)
+    backend = BytesFileSystemCache(str(path / "files"), threshold=0, default_timeout=0, mode=0o600)
+    journal = DirectoryJournal(
+        path / "expiry", grace=GRACE, temp_dir=path / "files", temp_suffix=_TEMP_SUFFIX
+    )
+    return backend, journal
+
+
+class _BytesSerializer(FileSystemSerializer):
+    """Writes bytes as they are and reads them back as bytes: no pickle either way."""
+
+    def dump(self, value: Any, f: IO[bytes], protocol: int = 0) -> None:
+        if not isinstance(value, bytes):
+            raise TypeError(f"the default store keeps bytes only, not {type(value).__name__}")
+        f.write(value)
+
+    def load(self, f: Any) -> bytes:
+        return bytes(f.read())
+
+
+class BytesFileSystemCache(FileSystemCache):
+    """The default store: a ``FileSystemCache`` for bytes only, never unpickling what it reads."""
+
+    serializer = _BytesSerializer()
+
+
+# cachelib's FileSystemCache writes each item to a temp file with this suffix, then renames it.
+_TEMP_SUFFIX = FileSystemCache._fs_transaction_suffix
 
 
 def new_token() -> str:
@@ -138,10 +177,20 @@ class ChunkStore:
     :param backend: any ``cachelib.BaseCache`` or ``flask_caching.Cache``.
     :param chunk_size: bytes per chunk.
     :param timeout: time-to-live of a file in seconds; 0 keeps files until evicted.
+    :param journal: for backends that keep expired keys: keys are then stored without a
+        time-to-live and the journal's sweep removes them (see :mod:`dfc_transform.expiry`).
+    :param claims_dir: a directory of this host where one-time files are claimed with
+        ``O_EXCL``; ``None`` claims through the backend's atomic ``add``.
     """
 
     def __init__(
-        self, backend: CacheLike, *, chunk_size: int, timeout: int, journal: ExpiryJournal | None = None
+        self,
+        backend: CacheLike,
+        *,
+        chunk_size: int,
+        timeout: int,
+        journal: ExpiryJournal | None = None,
+        claims_dir: Path | None = None,
     ) -> None:
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
@@ -150,8 +199,12 @@ class ChunkStore:
         self.backend = backend
         self.chunk_size = chunk_size
         self.timeout = timeout
-        #: Removes expired files from backends that keep them (see :mod:`dfc_transform.expiry`).
         self.journal = journal
+        self.claims_dir = claims_dir
+        if claims_dir is not None:
+            claims_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        #: Prefix of every key: files of other namespaces are invisible.
+        self.namespace = ""
 
     @property
     def backend_name(self) -> str:
@@ -159,99 +212,63 @@ class ChunkStore:
 
     # -- writing ----------------------------------------------------------------
 
-    def put(
-        self,
-        source: Source,
-        *,
-        filename: str,
-        mime_type: str,
-        download: bool,
-        one_time: bool,
-        sandbox: bool,
-        copy_path: bool,
-        max_size: int | None,
-        where: str = "",
-    ) -> FileRecord:
-        """Store ``source`` under a new token and return its record.
+    def put(self, source: Source, record: FileRecord, *, copy_path: bool, max_size: int | None) -> FileRecord:
+        """Store ``source`` under ``record.token`` and return the record with its size.
 
-        On any error, chunks already written are deleted: nothing half-written stays.
+        ``record`` is complete but for the size (and, for paths, the file's identity).
+        On any error, what was written is deleted: nothing half-written stays.
         """
-        token = new_token()
-        now = time.time()
-        expires = now + self.timeout if self.timeout else None
-        # The record is made once, when its size is known: dataclasses.replace() showed up in
-        # profiles of small registrations (a plot of 10-100 KiB), next to asdict().
-        known: dict[str, Any] = {
-            "token": token,
-            "chunk_size": self.chunk_size,
-            "mime_type": mime_type,
-            "filename": filename,
-            "download": download,
-            "one_time": one_time,
-            "sandbox": sandbox,
-            "created": now,
-            "expires": expires,
-        }
-        if self.journal is not None and expires is not None:
-            # Noted before the first chunk: an interrupted write is swept too.
-            self.journal.note(token, expires)
-            self.journal.sweep_due(self.purge)
-        path_size: int | None = None
-        if source.path is not None:
-            info = source.path.stat()
-            _check_size(info.st_size, max_size, where)
-            path_size = info.st_size
-            known.update(
-                path=str(source.path),
-                path_host=socket.gethostname(),
-                path_mtime_ns=info.st_mtime_ns,
-                chunked=copy_path,
-            )
-            if not copy_path:
-                record = FileRecord(size=path_size, **known)
-                self._set(self._meta_key(token), _dump_record(record), self.timeout, where)
-                return record
-        written = 0
-        size = 0
         try:
-            for piece in source.chunks(self.chunk_size):
-                size += len(piece)
-                _check_size(size, max_size, where)
-                self._set(self._chunk_key(token, written), bytes(piece), self._chunk_timeout, where)
-                written += 1
-            if path_size is not None and size != path_size:
+            if self.journal is not None and record.expires is not None:
+                # Noted before the first chunk: an interrupted write is swept too.
+                self.journal.note(self._journal_name(record.token), record.expires)
+            if source.path is not None:
+                record = _with_path(record, source.path, max_size)
+                if not copy_path:
+                    return self._write_record(replace(record, chunked=False))
+            size = self._write_chunks(source, record.token, max_size)
+            if record.path is not None and size != record.size:
                 raise FileServeError(
-                    f"file {known['path']!r} changed size while it was read ({path_size} -> {size} bytes)",
-                    where=where,
+                    f"file {record.path!r} changed size while it was read ({record.size} -> {size} bytes)"
                 )
-            if written > 1 and not self._call(self.backend.has, self._chunk_key(token, 0), where=where):
-                # A count threshold or maxmemory evicted the file's start while its end was written.
-                raise BackendUnavailableError(
-                    f"the {self.backend_name} evicted the first chunks of this {size}-byte file while it "
-                    "was being written: it holds too little (raise its threshold or memory limit)",
-                    where=where,
-                )
-            record = FileRecord(size=size, **known)
-            self._set(self._meta_key(token), _dump_record(record), self.timeout, where)
+            return self._write_record(replace(record, size=size))
         except BaseException:
-            self._forget_chunks(token, written)
+            self.purge(record.token)
             raise
         finally:
             source.release()
+
+    def _write_chunks(self, source: Source, token: str, max_size: int | None) -> int:
+        """Write the content chunk by chunk; return its size."""
+        written = size = 0
+        for piece in source.chunks(self.chunk_size):
+            size += len(piece)
+            _check_size(size, max_size)
+            self._set(self._chunk_key(token, written), bytes(piece), self._chunk_timeout)
+            written += 1
+        if written > 1 and not self._call(self.backend.has, self._chunk_key(token, 0)):
+            # A count threshold or maxmemory evicted the file's start while its end was written.
+            raise BackendUnavailableError(
+                f"the {self.backend_name} evicted the first chunks of this {size}-byte file while it "
+                "was being written: it holds too little (raise its threshold or memory limit)"
+            )
+        return size
+
+    def _write_record(self, record: FileRecord) -> FileRecord:
+        self._set(self._meta_key(record.token), _dump_record(record), self._record_timeout)
         return record
 
     # -- reading ----------------------------------------------------------------
 
     def get(self, token: str) -> FileRecord | None:
         """The record of ``token``, or ``None`` if unknown or expired."""
-        data = self._call(self.backend.get, self._meta_key(token))
-        try:
-            record = FileRecord(**json.loads(data))
-        except (TypeError, ValueError):
-            return None  # missing, or written by an incompatible version: treat as unknown
-        if record.expires is not None and record.expires < time.time():
+        record = self._record(token)
+        if record is None or (record.expires is not None and record.expires < time.time()):
             return None
         return record
+
+    def _record(self, token: str) -> FileRecord | None:
+        return _load_record(self._call(self.backend.get, self._meta_key(token)))
 
     def open_path(self, record: FileRecord) -> IO[bytes] | None:
         """The registered file opened from disk, or ``None`` if it is not this very file.
@@ -307,61 +324,154 @@ class ChunkStore:
             )
         return data
 
-    # -- removing ---------------------------------------------------------------
+    # -- one-time files -----------------------------------------------------------
+
+    def claim(self, record: FileRecord) -> bool:
+        """Claim a one-time file for the transfer about to complete; ``False`` if another did.
+
+        Atomic across processes (and hosts, for a shared backend): ``O_EXCL`` in the
+        claims directory, else the backend's ``add`` (Redis ``SET NX``, memcached ``add``).
+        """
+        if self.claims_dir is not None:
+            try:
+                os.close(os.open(self._claim_path(record.token), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                return False
+            return True
+        add = getattr(self.backend, "add", None)
+        key = f"{self._prefix}{record.token}:c"
+        if add is None:  # no atomic add: the best we can do
+            if self._call(self.backend.has, key):
+                return False
+            self._set(key, b"1", self._record_timeout)
+            return True
+        return bool(self._call(add, key, b"1", self._record_timeout))
 
     def consume(self, record: FileRecord) -> None:
         """Remove a one-time file's content, leaving a tombstone so that later GETs get 410."""
-        remaining = self.timeout and max(1, int((record.expires or 0) - time.time()))
-        self._set(self._meta_key(record.token), _dump_record(replace(record, consumed=True)), remaining)
+        self._set(
+            self._meta_key(record.token), _dump_record(replace(record, consumed=True)), self._record_timeout
+        )
         if record.chunked:
             self._forget_chunks(record.token, record.chunk_count)
 
+    # -- removing ---------------------------------------------------------------
+
     def purge(self, token: str) -> None:
         """Delete everything stored under ``token``, even a file whose writing never finished."""
-        self._call(self.backend.delete, self._meta_key(token))
-        index = 0
-        # Chunks are written in order, so the ones present are a prefix. Bounded, should a
-        # backend answer has() wrongly: 2**20 chunks are a TiB at the default chunk size.
-        while index < 2**20 and self._call(self.backend.has, self._chunk_key(token, index)):
-            self._call(self.backend.delete, self._chunk_key(token, index))
+        self._purge(self.namespace, token)
+
+    def sweep(self, *, force: bool = False, now: float | None = None, grace: float | None = None) -> int:
+        """Purge the files whose time is over (those the journal knows of); return how many.
+
+        Files of every namespace sharing the journal are swept: an app that is gone for
+        good leaves nothing behind either.
+        """
+        if self.journal is None:
+            return 0
+        return self.journal.sweep_due(
+            lambda name: self._purge(*_split_name(name)), now=now, force=force, grace=grace
+        )
+
+    def _purge(self, namespace: str, token: str) -> None:
+        prefix = _prefix(namespace)
+        record = _load_record(self._call(self.backend.get, f"{prefix}{token}:m"))
+        self._call(self.backend.delete, f"{prefix}{token}:m")
+        self._call(self.backend.delete, f"{prefix}{token}:c")
+        if self.claims_dir is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.claims_dir / f"{namespace or '-'}.{token}").unlink()
+        known = record.chunk_count if record is not None and record.chunked else 0
+        for index in range(known):
+            self._call(self.backend.delete, f"{prefix}{token}:{index}")
+        # Chunks are written in order, so those of an interrupted write are a prefix. Keys
+        # have no time-to-live where a journal sweeps them, so has() tells the truth here.
+        # Bounded, should a backend answer has() wrongly: 2**20 chunks are a TiB.
+        index = known
+        while index < 2**20 and self._call(self.backend.has, f"{prefix}{token}:{index}"):
+            self._call(self.backend.delete, f"{prefix}{token}:{index}")
             index += 1
 
     # -- helpers ----------------------------------------------------------------
 
     @property
+    def _prefix(self) -> str:
+        return _prefix(self.namespace)
+
+    @property
     def _chunk_timeout(self) -> int:
+        if self.journal is not None:
+            return 0  # the journal removes them; a time-to-live would only hide them from purge
         return self.timeout + CHUNK_GRACE if self.timeout else 0
 
-    @staticmethod
-    def _meta_key(token: str) -> str:
-        return f"dfc:{token}:m"
+    @property
+    def _record_timeout(self) -> int:
+        return 0 if self.journal is not None else self.timeout
 
-    @staticmethod
-    def _chunk_key(token: str, index: int) -> str:
-        return f"dfc:{token}:{index}"
+    def _journal_name(self, token: str) -> str:
+        return f"{self.namespace}/{token}"
+
+    def _claim_path(self, token: str) -> Path:
+        assert self.claims_dir is not None
+        return self.claims_dir / f"{self.namespace or '-'}.{token}"
+
+    def _meta_key(self, token: str) -> str:
+        return f"{self._prefix}{token}:m"
+
+    def _chunk_key(self, token: str, index: int) -> str:
+        return f"{self._prefix}{token}:{index}"
 
     def _forget_chunks(self, token: str, count: int) -> None:
         for index in range(count):
             try:
                 self.backend.delete(self._chunk_key(token, index))
-            except Exception:  # best effort: the time-to-live removes the rest
+            except Exception:  # best effort: the time-to-live or the sweep removes the rest
                 break
 
-    def _set(self, key: str, value: Any, timeout: int, where: str = "") -> None:
-        if not self._call(self.backend.set, key, value, timeout, where=where):
+    def _set(self, key: str, value: Any, timeout: int) -> None:
+        if not self._call(self.backend.set, key, value, timeout):
             raise BackendUnavailableError(
                 f"the {self.backend_name} refused to store {key!r} (disk full, item too large "
-                "or server out of memory?)",
-                where=where,
+                "or server out of memory?)"
             )
 
-    def _call(self, method: Callable[..., T], *args: Any, where: str = "") -> T:
+    def _call(self, method: Callable[..., T], *args: Any) -> T:
         try:
             return method(*args)
         except Exception as err:
             raise BackendUnavailableError(
-                f"the {self.backend_name} backend failed: {type(err).__name__}: {err}", where=where
+                f"the {self.backend_name} backend failed: {type(err).__name__}: {err}"
             ) from err
+
+
+def _prefix(namespace: str) -> str:
+    return f"dfc:{namespace}:" if namespace else "dfc:"
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """A journal entry ``<namespace>/<token>`` (or a bare token, as the first round wrote)."""
+    namespace, _, token = name.rpartition("/")
+    return namespace, token
+
+
+def _load_record(data: Any) -> FileRecord | None:
+    try:
+        return FileRecord(**json.loads(data))
+    except (TypeError, ValueError):
+        return None  # missing, or written by an incompatible version: treat as unknown
+
+
+def _with_path(record: FileRecord, path: Path, max_size: int | None) -> FileRecord:
+    """The record of a path value: its size and identity, checked against the cap."""
+    info = path.stat()
+    _check_size(info.st_size, max_size)
+    return replace(
+        record,
+        size=info.st_size,
+        path=str(path),
+        path_host=socket.gethostname(),
+        path_mtime_ns=info.st_mtime_ns,
+    )
 
 
 def _dump_record(record: FileRecord) -> bytes:
@@ -373,10 +483,9 @@ def _dump_record(record: FileRecord) -> bytes:
     return json.dumps(flat, separators=(",", ":")).encode()
 
 
-def _check_size(size: int, max_size: int | None, where: str) -> None:
+def _check_size(size: int, max_size: int | None) -> None:
     if max_size is not None and size > max_size:
         raise FileTooLargeError(
             f"the file is over the size cap of {max_size} bytes (read {size} bytes so far); "
-            "raise max_size or serve a smaller file",
-            where=where,
+            "raise max_size or serve a smaller file"
         )

@@ -39,9 +39,13 @@ class FileOptions:
     download: bool | None = None
     #: ``True`` to remove the file after its first complete transfer.
     one_time: bool | None = None
-    #: ``False`` lifts ``Content-Security-Policy: sandbox`` from inline SVG/HTML/XML.
-    #: Only for content you trust: script in it runs with the app's origin.
+    #: ``False`` lifts ``Content-Security-Policy: sandbox`` from types that are not known
+    #: to be inert (HTML, SVG, XML, ...). Only for content you trust: script in it runs
+    #: with the app's origin.
     sandbox: bool | None = None
+    #: ``True``: the URL opens only in the browser session that caused it (see
+    #: :mod:`dfc_transform.session`); to anyone else it is a 404.
+    private: bool | None = None
 
     def over(self, defaults: FileOptions) -> FileOptions:
         """These options, with unset ones taken from ``defaults``."""
@@ -76,11 +80,12 @@ class File:
         download: bool | None = None,
         one_time: bool | None = None,
         sandbox: bool | None = None,
+        private: bool | None = None,
     ) -> None:
         if isinstance(data, File):
             raise UnsupportedValueError("File(...) cannot wrap another File(...)")
         object.__setattr__(self, "data", data)
-        opts = FileOptions(filename, mime_type, download, one_time, sandbox)
+        opts = FileOptions(filename, mime_type, download, one_time, sandbox, private)
         object.__setattr__(self, "options", opts)
 
 
@@ -119,9 +124,14 @@ class Source:
             yield from _read_exact(read, size)
 
     def release(self) -> None:
-        """Let go of a borrowed buffer (a BytesIO cannot grow while it is lent)."""
+        """Let go of the value once it is stored: a borrowed buffer is released (a BytesIO
+        cannot grow while it is lent), a file object is closed (its content is in the store)."""
         if self.buffer is not None:
             self.buffer.release()
+        if self.stream is not None:
+            close = getattr(self.stream, "close", None)
+            if callable(close):
+                close()
 
 
 def _read_exact(read: Any, size: int) -> Iterator[bytes]:

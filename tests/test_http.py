@@ -541,15 +541,25 @@ def test_aborted_transfer_does_not_consume_a_one_time_file(served: Served) -> No
     assert served.client.get(url).status_code == 410
 
 
-def test_ranges_heads_and_304s_do_not_consume_a_one_time_file(served: Served) -> None:
+def test_heads_and_304s_do_not_consume_a_one_time_file(served: Served) -> None:
     url = served.register(DATA, one_time=True)
     tag = f'"{token_of(url)}"'
-    assert served.client.get(url, headers={"Range": "bytes=0-"}).data == DATA
-    assert served.client.get(url, headers={"Range": "bytes=-10"}).data == DATA[-10:]
-    assert served.client.head(url).status_code == 200
+    head = served.client.head(url)
+    assert head.status_code == 200
+    assert head.headers["Accept-Ranges"] == "none"
     assert served.client.get(url, headers={"If-None-Match": tag}).status_code == 304
     assert served.client.get(url).data == DATA
     assert served.client.get(url).status_code == 410
+
+
+@pytest.mark.parametrize("header", ["bytes=0-", "bytes=-10", "bytes=5-9"])
+def test_a_range_on_a_one_time_file_gets_the_whole_file_once(served: Served, header: str) -> None:
+    # The rule: one-time files are served whole only, so that "one complete copy" has a meaning.
+    url = served.register(DATA, one_time=True)
+    r = served.client.get(url, headers={"Range": header})
+    assert (r.status_code, r.data) == (200, DATA)
+    assert "Content-Range" not in r.headers
+    assert_plain_error(served.client.get(url, headers={"Range": header}), 410)
 
 
 def test_one_time_path_leaves_the_file_on_disk(served: Served, tmp_path: Path) -> None:
@@ -582,16 +592,28 @@ def assert_nothing_left(backend: Any, keys: list[str]) -> None:
     assert left == []
 
 
+class TrackedReader(io.BufferedReader):
+    """Remembers how far it was read when it was closed."""
+
+    read_when_closed = -1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.read_when_closed = self.tell()
+        super().close()
+
+
 def test_size_cap_stops_a_stream_and_leaves_nothing(
     make_served: ServeFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     served = make_served(max_size=3000)
     keys = record_sets(served.backend, monkeypatch)
-    stream = io.BufferedReader(io.BytesIO(DATA))
+    stream = TrackedReader(io.BytesIO(DATA))
     with pytest.raises(FileTooLargeError, match=r"size cap of 3000 bytes \(read 3072 bytes so far\)"):
         served.register(stream)
-    assert stream.tell() <= 4 * CHUNK  # reading stopped at the cap, not at the end
-    written = [k for k in keys if re.fullmatch(r"dfc:[\w-]{22}:\d+", k)]
+    assert stream.closed  # the value was given to us: closed, as a stored one is
+    assert 0 < stream.read_when_closed <= 4 * CHUNK  # reading stopped at the cap, not at the end
+    written = [k for k in keys if re.fullmatch(r"dfc:(\w+:)?[\w-]{22}:\d+", k)]
     assert len(written) >= 2  # chunks were written before the cap was hit...
     assert_nothing_left(served.backend, keys)  # ...and removed after it
 

@@ -250,8 +250,9 @@ def test_default_store_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 
 def test_default_store_is_the_same_in_every_process(tmp_path: Path) -> None:
-    """Another process (a gunicorn worker, a background job) serves what this one registered."""
-    service = FileService()
+    """Another process (a gunicorn worker, a background job) of the same app serves what this
+    one registered (the app's namespace is given here: both sides are not one app module)."""
+    service = FileService(namespace="one-app")
     data = os.urandom(3 * 1024 * 1024 + 17)
     url = service.register(data, filename="big.bin")
     script = textwrap.dedent(
@@ -260,7 +261,7 @@ def test_default_store_is_the_same_in_every_process(tmp_path: Path) -> None:
         from flask import Flask
         from dfc_transform import FileService
         app = Flask(__name__)
-        FileService().init_app(app)
+        FileService(namespace="one-app").init_app(app)
         r = app.test_client().get({url!r})
         print(r.status_code, hashlib.sha256(r.data).hexdigest())
         """
