@@ -135,9 +135,8 @@ def test_cancelled_job_leaves_no_orphans_after_its_lifetime(
     orphans = os.listdir(files)
     assert orphans, "expected the cancelled job's chunks on disk until their time-to-live"
     transform = app.blueprint.transforms[0]
-    journal = transform.service.store.journal
-    assert journal is not None
-    journal.sweep_due(transform.service.store.purge, now=time.time() + 3 * BUCKET_SECONDS, force=True)
+    assert transform.service.store.journal is not None
+    transform.service.store.sweep(now=time.time() + 3 * BUCKET_SECONDS, force=True)
     assert os.listdir(files) == []
 
 

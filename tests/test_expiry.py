@@ -7,13 +7,16 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cachelib import SimpleCache
 
 from dfc_transform import FileService
+from dfc_transform import expiry
 from dfc_transform.expiry import BUCKET_SECONDS, DirectoryJournal, MemoryJournal
 
 LATER = BUCKET_SECONDS * 3  # far enough ahead that every bucket noted now is due
@@ -36,9 +39,9 @@ def test_default_store_sweeps_expired_files(tmp_path: Path, monkeypatch: pytest.
     service.register(os.urandom(10))
     assert len(_files(tmp_path)) == 5 + 1 + 2  # chunks plus two records
     # Nothing is due yet: a sweep now keeps everything.
-    assert service.store.journal.sweep_due(service.store.purge, force=True) == 0
+    assert service.store.sweep(force=True) == 0
     assert len(_files(tmp_path)) == 8
-    purged = service.store.journal.sweep_due(service.store.purge, now=time.time() + LATER, force=True)
+    purged = service.store.sweep(now=time.time() + LATER, force=True)
     assert purged == 2
     assert _files(tmp_path) == []
     assert os.listdir(tmp_path / "expiry") == []
@@ -66,8 +69,6 @@ def test_sweep_removes_chunks_of_a_killed_writer(tmp_path: Path) -> None:
         proc.stdout.readline()
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    # A writer killed inside cachelib's set() leaves that set's temporary file, which is no key
-    # of ours and which cachelib's public API cannot name: only the keys are ours to remove.
     orphans = _keys(tmp_path)
     assert len(orphans) >= 10
     os.environ["DFC_TRANSFORM_DIR"] = str(tmp_path)
@@ -76,8 +77,9 @@ def test_sweep_removes_chunks_of_a_killed_writer(tmp_path: Path) -> None:
     finally:
         del os.environ["DFC_TRANSFORM_DIR"]
     assert service.store.journal is not None
-    assert service.store.journal.sweep_due(service.store.purge, now=time.time() + LATER, force=True) == 1
-    assert _keys(tmp_path) == []
+    assert service.store.sweep(now=time.time() + LATER, force=True) == 1
+    # A writer killed inside cachelib's set() may leave that set's temporary file: it goes too.
+    assert _files(tmp_path) == []
 
 
 def test_simplecache_sweeps_expired_files() -> None:
@@ -87,28 +89,31 @@ def test_simplecache_sweeps_expired_files() -> None:
     url = service.register(os.urandom(3000))
     token = url.split("/")[2]
     assert backend.has(f"dfc:{token}:2")
-    service.store.journal.sweep_due(service.store.purge, now=time.time() + LATER, force=True)
+    service.store.sweep(now=time.time() + LATER, force=True)
     assert not backend.has(f"dfc:{token}:m")
     assert not any(backend.has(f"dfc:{token}:{i}") for i in range(3))
 
 
-def test_sweeps_run_by_themselves_at_most_once_a_minute(
+def test_sweeps_run_by_themselves_off_the_registration_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DFC_TRANSFORM_DIR", str(tmp_path))
-    service = FileService(timeout=5, chunk_size=1024)
+    monkeypatch.setattr(expiry, "SWEEP_INTERVAL", 0.2)
+    service = FileService(timeout=1, chunk_size=1024)
     journal = service.store.journal
     assert journal is not None
-    calls: list[float] = []
-    original = journal.sweep_due
+    swept: list[float] = []
 
-    def counting(purge, *, now=None, force=False):  # type: ignore[no-untyped-def]
-        result = original(purge, now=now, force=force)
-        calls.append(journal._next_sweep)
-        return result
+    def recording(*args: Any, **kwargs: Any) -> int:
+        swept.append(time.time())
+        return 0
 
-    monkeypatch.setattr(journal, "sweep_due", counting)
+    monkeypatch.setattr(journal, "sweep_due", recording)
     for _ in range(5):
         service.register(b"x")
-    assert len(calls) == 5
-    assert len(set(calls)) == 1  # one real sweep, the other four skipped
+    assert swept == []  # a registration never sweeps itself
+    deadline = time.monotonic() + 10
+    while len(swept) < 2:  # the daemon thread does, again and again
+        assert time.monotonic() < deadline, "the sweeper thread never ran"
+        time.sleep(0.05)
+    assert any(t.name == "dfc_transform-sweeper" for t in threading.enumerate())
