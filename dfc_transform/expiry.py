@@ -35,6 +35,9 @@ BUCKET_SECONDS = 60
 SWEEP_INTERVAL = 30
 #: A transfer that started just before its file expired has this long to finish.
 GRACE = 30
+#: A backend's temp file unchanged for this long was left by a write that failed or was
+#: killed: a write puts one chunk (1 MiB at most) and renames it, in milliseconds.
+STALE_TEMP_AGE = 5
 
 
 class ExpiryJournal:
@@ -159,7 +162,7 @@ class DirectoryJournal(ExpiryJournal):
         grace: int,
         temp_dir: Path | None = None,
         temp_suffix: str = "",
-        temp_age: float = SWEEP_INTERVAL,
+        temp_age: float = STALE_TEMP_AGE,
     ) -> None:
         super().__init__(grace=grace)
         self.directory = directory
@@ -167,8 +170,6 @@ class DirectoryJournal(ExpiryJournal):
         #: Where the backend writes its temp files, and their suffix.
         self.temp_dir = temp_dir
         self.temp_suffix = temp_suffix
-        #: A temp file unchanged for this long is not being written any more: a write
-        #: takes milliseconds, one chunk at a time.
         self.temp_age = temp_age
 
     def _remove_stale_temp_files(self, now: float) -> None:

@@ -68,7 +68,7 @@ def serve(
         record = store.get(token)
         if record is None or name != record.filename or not session.may_open(record.owner, request):
             return plain(404, "Not found: no such file, or it has expired.")
-        if record.consumed:
+        if record.consumed or (record.one_time and store.is_claimed(record)):
             return plain(410, "Gone: this file could be fetched only once.")
         return _respond(store, record, request, sendfile_header, sendfile_prefix)
     except ContentMissingError as err:
@@ -250,27 +250,29 @@ def _file_range(f: IO[bytes], start: int, stop: int, block: int) -> Iterator[byt
 
 
 def _deliver_once(body: Iterable[bytes], store: ChunkStore, record: FileRecord) -> Iterator[bytes]:
-    """Pass ``body`` through, holding back its last piece until this transfer has claimed the file.
+    """Pass ``body`` through, holding back its last byte until this transfer has claimed the file.
 
-    The claim is the backend's atomic ``add``: of several concurrent transfers, in any
-    processes, one wins and sends the last piece; the others end short of it, which the
+    The claim is atomic (see :meth:`ChunkStore.claim`): of several concurrent transfers, in
+    any processes, one wins and sends the last byte; the others end short of it, which the
     client sees as a failed transfer (its Content-Length is not met). A client that aborts
-    closes this generator before the claim, so the file survives for another try.
+    closes this generator before the claim, so the file survives for another try. Each piece
+    goes out as soon as it is read, so that the headers are sent with the first one.
     """
-    pending: bytes | None = None
+    held = b""
     try:
         for piece in body:
-            if pending is not None:
-                yield pending
-            pending = piece
+            if piece:
+                if held or len(piece) > 1:
+                    yield held + piece[:-1]
+                held = piece[-1:]
     finally:
         close = getattr(body, "close", None)
         if close is not None:
             close()
     if not store.claim(record):
         raise ContentMissingError(f"one-time file {record.token} was delivered by another transfer")
-    if pending is not None:
-        yield pending
+    if held:
+        yield held
     try:
         store.consume(record)
     except BackendUnavailableError as err:

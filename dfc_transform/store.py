@@ -347,6 +347,12 @@ class ChunkStore:
             return True
         return bool(self._call(add, key, b"1", self._record_timeout))
 
+    def is_claimed(self, record: FileRecord) -> bool:
+        """Tell whether a transfer of this one-time file has claimed it already."""
+        if self.claims_dir is not None:
+            return self._claim_path(record.token).exists()
+        return bool(self._call(self.backend.has, f"{self._prefix}{record.token}:c"))
+
     def consume(self, record: FileRecord) -> None:
         """Remove a one-time file's content, leaving a tombstone so that later GETs get 410."""
         self._set(

@@ -1,31 +1,46 @@
 """FileServeTransform and FileOutput: the Dash side.
 
-The transform wraps every callback that has a ``FileOutput``: what the callback
-returns at a ``FileOutput`` position is stored and replaced by its URL; every
-other position is left untouched. The file route is added to each Dash app at
-its creation through ``dash.hooks`` (a Flask rule cannot be added after the
-first request, and DashProxy applies transforms inside that request); at
-request time the route finds its transform through the app.
+The transform wraps every server callback of its app (see :mod:`.callbacks`): what the
+callback returns at a ``FileOutput`` position is stored and replaced by its URL, every
+other position is left untouched, and files given to ``set_props`` are refused with a
+message. A ``FileOutput`` on a ``dcc.Download`` starts a download (see :mod:`.download`).
+
+The file route is added to each Dash app at its creation through ``dash.hooks`` (a
+Flask rule cannot be added after the first request, and DashProxy applies transforms
+inside that request); at request time the route and the callbacks find their transform
+through the app that serves the request (see :mod:`.apps`): a callback shared by several
+apps stores and serves through each app's own transform.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import os
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import dash
-from dash import ALL, ALLSMALLER, Output
+from dash import MATCH, Output
 from dash_extensions.enrich import DashTransform
 from flask import Flask, has_request_context, request
+from flask import Response as FlaskResponse
 from werkzeug.wrappers import Response
 
-from . import route
+from . import apps, route
+from .callbacks import (
+    MARK,
+    Plan,
+    check_set_props,
+    concrete_ids,
+    has_wildcard,
+    name_of,
+    outputs_of,
+    snapshot,
+    wrap,
+)
+from .download import DOWNLOAD_PROPERTY, Downloads, companion_id, payload
 from .exc import FileServeError, UnsupportedValueError
+from .output import FileOutput
 from .service import _SHARED_BACKEND_ADVICE, DEFAULT_TIMEOUT, FileService
 from .store import CacheLike
 from .values import FileOptions
@@ -34,45 +49,13 @@ __all__ = ["FileOutput", "FileServeTransform"]
 
 logger = logging.getLogger(__name__)
 _NO_UPDATE = type(dash.no_update)
-# Set on wrapped callbacks so that a callback shared by several apps (the global
-# dash_extensions.enrich.callback) is wrapped once, not once per app.
-_WRAPPED_MARK = "__dfc_transform__"
-
-
-class FileOutput(Output):
-    """An ``Output`` whose values are files: the callback returns the file, the
-    browser gets its URL.
-
-    The options are the defaults for values returned here; ``File(...)`` overrides
-    them per value. See :class:`dfc_transform.values.FileOptions` for their meaning.
-    """
-
-    def __init__(
-        self,
-        component_id: Any,
-        component_property: str,
-        *,
-        allow_duplicate: bool = False,
-        filename: str | None = None,
-        mime_type: str | None = None,
-        download: bool = False,
-        one_time: bool = False,
-        sandbox: bool = True,
-    ) -> None:
-        super().__init__(component_id, component_property, allow_duplicate)
-        self.file_options = FileOptions(filename, mime_type, download, one_time, sandbox)
-
-    @property
-    def is_multi(self) -> bool:
-        """``True`` for ``ALL``/``ALLSMALLER`` ids, whose value is a list of files."""
-        ids = self.component_id
-        return isinstance(ids, dict) and any(v in (ALL, ALLSMALLER) for v in ids.values())
+_AS_DOWNLOAD = FileOptions(download=True)
 
 
 class FileServeTransform(DashTransform):  # type: ignore[misc]
     """A dash-extensions transform that serves what callbacks return to ``FileOutput``.
 
-    ``app = DashProxy(transforms=[FileServeTransform()])``
+    ``app = DashProxy(transforms=[FileServeTransform()])``; one transform per app.
 
     :param backend: a ``cachelib.BaseCache`` or ``flask_caching.Cache``; ``None``
         for the default ``FileSystemCache`` shared by all processes on this host.
@@ -98,10 +81,13 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         )
         self._app: dash.Dash | None = None
         self._serving_pid: int | None = None
+        self._downloads = Downloads()
 
     def sort_key(self) -> int:
-        # Innermost, next to the user's function: we see values as it returns them.
-        return 0
+        # Innermost, next to the user's function, before the serialising transforms (key 0):
+        # we see values as the function returns them (a File is a dataclass that
+        # DataclassTransform would turn into a dict), and they see URLs.
+        return -1
 
     def register(
         self,
@@ -126,11 +112,19 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         )
 
     def bind(self, app: dash.Dash) -> None:
-        """Attach this transform to its app (done for you at the app's first request)."""
+        """Attach this transform to its app (done for you at the app's first request).
+
+        :raises FileServeError: if it already serves another app.
+        """
         if self._app is app:
             return
         if self._app is not None:
-            raise FileServeError("a FileServeTransform serves one app; create one per app")
+            raise FileServeError(
+                f"this FileServeTransform already serves the app at "
+                f"{self._app.config.requests_pathname_prefix!r}, and cannot serve the app at "
+                f"{app.config.requests_pathname_prefix!r} too: each app stores and serves through its "
+                f"own; give each DashProxy its own FileServeTransform(...) (they may share one backend)"
+            )
         self._app = app
         self._serving_pid = os.getpid()
         self.service.url_base = app.get_relative_path(f"/{route.ROUTE_NAME}/")
@@ -146,82 +140,156 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         if _transform_of(app) is self:
             self.bind(app)
 
-    # -- callbacks ----------------------------------------------------------------
+    # -- set-up: callbacks and layout -------------------------------------------------
+
+    def apply(self, callbacks: list[Any], clientside_callbacks: list[Any]) -> tuple[list[Any], list[Any]]:
+        callbacks = self.apply_serverside(callbacks)
+        return callbacks, clientside_callbacks + self._downloads.take_clientside_callbacks()
 
     def apply_serverside(self, callbacks: list[Any]) -> list[Any]:
         for callback in callbacks:
-            spec = callback.outputs.structure
-            # dash-extensions registers a one-element list as a single output.
-            if isinstance(spec, list) and len(spec) == 1:
-                spec = spec[0]
-            if _has_file_output(spec) and not hasattr(callback.f, _WRAPPED_MARK):
-                if self.service.per_process and callback.kwargs.get("background"):
-                    message = (
-                        f"callback {_name_of(callback.f)} is a background callback: it runs in another "
-                        f"process, where a {self.service.store.backend_name} cannot hand its files to "
-                        f"the web process; {_SHARED_BACKEND_ADVICE}"
-                    )
-                    logger.warning(message)
-                    warnings.warn(message, RuntimeWarning, stacklevel=2)
-                callback.f = self._wrap(callback.f, spec)
+            if not callable(callback.f):
+                continue
+            plan = getattr(callback.f, MARK, None)
+            if plan is None:  # not yet wrapped by the transform of another app
+                plan = self._plan(callback)
+                callback.f = wrap(callback.f, plan, _after_callback)
+            for output in callback.outputs:
+                if isinstance(output, FileOutput):
+                    output.handled = True
+            if plan.companion is not None:
+                self._downloads.add_companion(plan.companion)
         return callbacks
 
-    def _wrap(self, func: Callable[..., Any], spec: Any) -> Callable[..., Any]:
-        name = _name_of(func)
+    def _plan(self, callback: Any) -> Plan:
+        """Decide what the wrapper of ``callback`` does, and add its companion output."""
+        name = name_of(callback.f)
+        structure = callback.outputs.structure
+        # dash-extensions registers a one-element list as a single output.
+        single = isinstance(structure, list) and len(structure) == 1
+        spec = snapshot(structure[0] if single else structure)
+        files = [o for o in outputs_of(spec) if isinstance(o, FileOutput)]
+        if not files:
+            return Plan(name, None, owner=self)
+        if self.service.per_process and callback.kwargs.get("background"):
+            message = (
+                f"callback {name} is a background callback: it runs in another process, where a "
+                f"{self.service.store.backend_name} cannot hand its files to the web process; "
+                f"{_SHARED_BACKEND_ADVICE}"
+            )
+            logger.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        if not any(o.component_property == DOWNLOAD_PROPERTY for o in files):
+            return Plan(name, spec, single, owner=self)
+        outputs = list(callback.outputs)
+        companion = companion_id(name, outputs, list(callback.inputs))
+        if any(has_wildcard(o, MATCH) for o in outputs):
+            # Dash wants MATCH in every output of such a callback: the companion gets its
+            # value by set_props (safe here: a MATCH callback cannot be a background one,
+            # whose set_props keeps only the last call's).
+            return Plan(name, spec, single, companion, None, owner=self)
+        key = callback.outputs.append(Output(companion, "data"))
+        return Plan(name, spec, single, companion, key, owner=self)
 
-        def convert(result: Any) -> Any:
-            self._ensure_bound()
-            if self.service.per_process and self._serving_pid not in (None, os.getpid()):
-                raise FileServeError(
-                    f"this callback runs in process {os.getpid()} but the app serves files from process "
-                    f"{self._serving_pid}, and a {self.service.store.backend_name} is private to one "
-                    f"process; {_SHARED_BACKEND_ADVICE}",
-                    where=f"callback {name}",
-                )
-            return self._convert(result, spec, name)
+    def transform_layout(self, layout: Any) -> None:
+        self._downloads.add_to_layout(layout)
 
-        wrapper: Callable[..., Any]
-        if inspect.iscoroutinefunction(func):
+    # -- run time ------------------------------------------------------------------
 
-            @functools.wraps(func)
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return convert(await func(*args, **kwargs))
+    def _finish(self, plan: Plan, result: Any) -> Any:
+        """What the wrapped function returned, as Dash must get it."""
+        check_set_props(plan.name)
+        if plan.spec is None:
+            return result
+        self._ensure_bound()
+        if self.service.per_process and self._serving_pid not in (None, os.getpid()):
+            raise FileServeError(
+                f"this callback runs in process {os.getpid()} but the app serves files from process "
+                f"{self._serving_pid}, and a {self.service.store.backend_name} is private to one "
+                f"process; {_SHARED_BACKEND_ADVICE}",
+                where=f"callback {plan.name}",
+            )
+        files: list[dict[str, Any]] = []
+        converted = self._convert(result, plan.spec, plan, files)
+        if plan.companion is None:
+            return converted
+        if plan.companion_key is None:
+            if files:
+                dash.set_props(plan.companion, {"data": payload(files)})
+            return converted
+        if isinstance(converted, _NO_UPDATE):
+            return converted
+        value = payload(files) if files else dash.no_update
+        if plan.single:
+            return [converted, value]
+        if isinstance(plan.companion_key, str) and isinstance(converted, dict):
+            return {**converted, plan.companion_key: value}
+        if isinstance(converted, (list, tuple)):
+            return [*converted, value]
+        return converted  # a shape Dash itself will reject, with its own message
 
-        else:
-
-            @functools.wraps(func)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return convert(func(*args, **kwargs))
-
-        setattr(wrapper, _WRAPPED_MARK, self)
-        return wrapper
-
-    def _convert(self, value: Any, spec: Any, callback: str) -> Any:
+    def _convert(self, value: Any, spec: Any, plan: Plan, files: list[dict[str, Any]]) -> Any:
         """Replace files by URLs along the output structure ``spec``."""
         if value is None or isinstance(value, _NO_UPDATE):
             return value
         if isinstance(spec, FileOutput):
             if not spec.is_multi:
-                return self._store(value, spec, callback, str(spec))
+                return self._store(value, spec, plan, files, str(spec), None)
             if not isinstance(value, (list, tuple)):
                 raise UnsupportedValueError(
                     f"an ALL output takes a list of files, one per matching component; "
                     f"got {type(value).__name__}",
-                    where=f"callback {callback}, output {spec}",
+                    where=f"callback {plan.name}, output {spec}",
                 )
-            return [self._store(v, spec, callback, f"{spec}[{i}]") for i, v in enumerate(value)]
+            ids = (
+                concrete_ids(spec) if plan.companion and spec.component_property == DOWNLOAD_PROPERTY else []
+            )
+            return [
+                self._store(v, spec, plan, files, f"{spec}[{i}]", ids[i] if i < len(ids) else None)
+                for i, v in enumerate(value)
+            ]
         if isinstance(spec, list) and isinstance(value, (list, tuple)) and len(value) == len(spec):
-            return type(value)(self._convert(v, s, callback) for v, s in zip(value, spec, strict=True))
+            return type(value)(self._convert(v, s, plan, files) for v, s in zip(value, spec, strict=True))
         if isinstance(spec, dict) and isinstance(value, dict):
-            return {k: self._convert(v, spec[k], callback) if k in spec else v for k, v in value.items()}
+            return {k: self._convert(v, spec[k], plan, files) if k in spec else v for k, v in value.items()}
         return value  # a shape Dash itself will reject, with its own message
 
-    def _store(self, value: Any, output: FileOutput, callback: str, label: str) -> Any:
+    def _store(
+        self, value: Any, output: FileOutput, plan: Plan, files: list[dict[str, Any]], label: str, ident: Any
+    ) -> Any:
         if value is None or isinstance(value, _NO_UPDATE):
             return value
-        where = f"callback {callback}, output {label}"
-        record = self.service.add(value, output.file_options, where=where)
-        return self.service.url_for(record)
+        where = f"callback {plan.name}, output {label}"
+        options = output.file_options
+        download: bool | None = False
+        if plan.companion is not None and output.component_property == DOWNLOAD_PROPERTY:
+            if ident is None:
+                found = concrete_ids(output)
+                ident = found[0] if found else output.component_id
+            download = self._downloads.kind(ident, self._app)
+        if download:
+            options = _AS_DOWNLOAD.over(options)
+        record = self.service.add(value, options, where=where)
+        url = self.service.url_for(record)
+        if download is False:
+            return url
+        files.append(
+            {
+                "id": ident,
+                "property": output.component_property,
+                "url": url,
+                "filename": record.filename,
+                "download": download,
+            }
+        )
+        return dash.no_update
+
+
+def _after_callback(plan: Plan, result: Any) -> Any:
+    # The app serving this request, not the one whose transform wrapped the function:
+    # a global callback is wrapped once and used by every app that includes it.
+    transform = _transform_of(apps.current_app()) or plan.owner
+    return transform._finish(plan, result)
 
 
 def _warn_on_unshared_secret(app: dash.Dash) -> None:
@@ -240,20 +308,6 @@ def _warn_on_unshared_secret(app: dash.Dash) -> None:
         )
         logger.warning(message)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-
-
-def _name_of(func: Callable[..., Any]) -> str:
-    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
-
-
-def _has_file_output(spec: Any) -> bool:
-    if isinstance(spec, FileOutput):
-        return True
-    if isinstance(spec, list):
-        return any(_has_file_output(s) for s in spec)
-    if isinstance(spec, dict):
-        return any(_has_file_output(s) for s in spec.values())
-    return False
 
 
 def _transform_of(app: Any) -> FileServeTransform | None:
@@ -289,16 +343,31 @@ def _no_file_slash() -> Response:
 
 
 @dash.hooks.setup()
-def _bind_before_first_request(app: dash.Dash) -> None:
+def _set_up(app: dash.Dash) -> None:
+    apps.remember(app)
     server = getattr(app, "server", None)
     if not isinstance(server, Flask):
         return
 
     # DashProxy builds its blueprint after the setup hooks ran, and applies the
-    # transforms in its first request: bind them just before that.
+    # transforms in its first request: bind them just before that. This also refuses
+    # a transform that another app has already bound.
     def bind() -> None:
         transform = _transform_of(app)
-        if transform is not None and transform._app is None:
+        if transform is not None and apps.serves(app):
             transform.bind(app)
 
+    # After the request, the callbacks are all registered (Dash copies dash.callback's in
+    # its first request; DashProxy registers its own then): check them once, and again
+    # whenever more were added.
+    checked = [-1]
+
+    def check(response: FlaskResponse) -> FlaskResponse:
+        count = len(getattr(app, "callback_map", {}))
+        if count != checked[0] and apps.serves(app):
+            apps.refuse_unhandled(app, _transform_of(app))
+            checked[0] = count
+        return response
+
     server.before_request(bind)
+    server.after_request(check)

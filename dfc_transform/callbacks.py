@@ -1,0 +1,173 @@
+"""Wrapping callback functions so that other transforms and Dash still see them as they are.
+
+The wrapper keeps the function's signature (``__signature__``): dash-extensions'
+``ServersideOutputTransform``, ``DataclassTransform`` and ``BaseModelTransform`` read it
+with ``inspect.getfullargspec``, which does not follow ``__wrapped__``. It records what
+it wraps in a :class:`Plan`, taken when it is made: the outputs the wrapped function
+returns are the outputs at that moment; transforms applied later (LoadingTransform,
+BlockingCallbackTransform) append theirs to the callback and wrap *us*, so their values
+are added around ours and never pass through the conversion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dash
+from dash import ALL, ALLSMALLER, MATCH, Output
+
+from .exc import FileServeError
+from .values import File
+
+__all__ = ["MARK", "Plan", "check_set_props", "concrete_ids", "name_of", "outputs_of", "snapshot", "wrap"]
+
+#: Attribute of a wrapped function holding its :class:`Plan`. ``functools.wraps`` copies it
+#: onto the wrappers of later transforms, so a callback shared by several apps (the global
+#: ``dash_extensions.enrich.callback``) is wrapped once, not once per app.
+MARK = "__dfc_transform__"
+
+# What a callback may return to a FileOutput but JSON cannot carry. A str may be JSON.
+_FILE_TYPES = (bytes, bytearray, memoryview, io.IOBase, os.PathLike, File)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a wrapper does around one callback function."""
+
+    #: ``module.qualname`` of the user's function, for messages.
+    name: str
+    #: The outputs the wrapped function returns (a copy of the structure: the ``Output``
+    #: objects themselves, whose ids transforms may still change in place); ``None`` when
+    #: it has no ``FileOutput`` (the wrapper only checks ``set_props``).
+    spec: Any
+    #: ``True`` when dash-extensions registers the one-element output list as one output.
+    single: bool = False
+    #: The companion store of a callback with ``FileOutput``s on ``data`` (see :mod:`.download`).
+    companion: str | None = None
+    #: Where the companion's value goes in the returned value (an index, or the key of a
+    #: dict-style output); ``None``: it goes through ``dash.set_props`` instead.
+    companion_key: int | str | None = None
+    #: The transform that made the wrapper: the one used when the app cannot be told.
+    owner: Any = None
+
+
+def wrap(func: Callable[..., Any], plan: Plan, finish: Callable[[Plan, Any], Any]) -> Callable[..., Any]:
+    """``func`` whose result goes through ``finish(plan, result)``, with ``func``'s signature."""
+    wrapper: Callable[..., Any]
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return finish(plan, await func(*args, **kwargs))
+
+    else:
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return finish(plan, func(*args, **kwargs))
+
+    # getfullargspec() reads __signature__ but does not follow __wrapped__. A callable
+    # without a signature has nothing to keep.
+    with contextlib.suppress(TypeError, ValueError):
+        wrapper.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
+    setattr(wrapper, MARK, plan)
+    return wrapper
+
+
+def snapshot(structure: Any) -> Any:
+    """A copy of an output structure's lists and dicts (not of its ``Output`` objects)."""
+    if isinstance(structure, list):
+        return [snapshot(s) for s in structure]
+    if isinstance(structure, dict):
+        return {k: snapshot(v) for k, v in structure.items()}
+    return structure
+
+
+def outputs_of(spec: Any) -> Iterator[Output]:
+    """The ``Output`` objects of an output structure, in order."""
+    if isinstance(spec, list):
+        for s in spec:
+            yield from outputs_of(s)
+    elif isinstance(spec, dict):
+        for s in spec.values():
+            yield from outputs_of(s)
+    elif isinstance(spec, Output):
+        yield spec
+
+
+def has_wildcard(output: Output, *wildcards: Any) -> bool:
+    ids = output.component_id
+    return isinstance(ids, dict) and any(v in (wildcards or (ALL, ALLSMALLER, MATCH)) for v in ids.values())
+
+
+def concrete_ids(output: Output) -> list[Any]:
+    """The ids this callback run updates for ``output``: its own id, or for a pattern the
+    ids Dash resolved (``dash.ctx.outputs_grouping``), matched by pattern and property."""
+    if not has_wildcard(output):
+        return [output.component_id]
+    pattern: dict[str, Any] = output.component_id  # type: ignore[assignment]
+    found = []
+    for leaf in _leaves(dash.callback_context.outputs_grouping):
+        ident = leaf.get("id")
+        if (
+            str(leaf.get("property", "")).split("@", 1)[0] == output.component_property
+            and isinstance(ident, dict)
+            and ident.keys() == pattern.keys()
+            and all(p in (ALL, ALLSMALLER, MATCH) or ident[k] == p for k, p in pattern.items())
+        ):
+            found.append(ident)
+    return found
+
+
+def _leaves(grouping: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(grouping, dict) and "id" in grouping and "property" in grouping:
+        yield grouping
+    elif isinstance(grouping, dict):
+        for g in grouping.values():
+            yield from _leaves(g)
+    elif isinstance(grouping, (list, tuple)):
+        for g in grouping:
+            yield from _leaves(g)
+
+
+def check_set_props(callback: str) -> None:
+    """Refuse files given to ``dash.set_props`` in this callback run, before Dash fails on
+    them with "not JSON serializable"."""
+    for component_id, props in _pending_set_props().items():
+        for prop, value in dict(props).items():
+            if isinstance(value, _FILE_TYPES):
+                kind = type(value.data if isinstance(value, File) else value).__name__
+                raise FileServeError(
+                    f"set_props({component_id!r}, {{{prop!r}: {kind}}}): set_props sends its values "
+                    f"to the browser as JSON, and a file cannot go there; store the file and set its "
+                    f"URL: set_props({component_id!r}, {{{prop!r}: transform.register(value, "
+                    f"filename=...)}}) with the app's FileServeTransform, or return the file to a "
+                    f"FileOutput",
+                    where=f"callback {callback}",
+                )
+
+
+def _pending_set_props() -> dict[Any, Any]:
+    """What ``dash.set_props`` has collected in this callback run so far."""
+    try:
+        # Dash keeps it in its callback context; there is no public accessor.
+        from dash._callback_context import _get_context_value
+
+        props = getattr(_get_context_value(), "updated_props", {})
+    except Exception:  # no callback context (called outside Dash) or another Dash: nothing to check
+        return {}
+    # A background job's ProxySetProps writes through and keeps its items in _data.
+    data = getattr(props, "_data", props)
+    return dict(data) if isinstance(data, dict) else {}
+
+
+def name_of(func: Any) -> str:
+    """``module.qualname`` of a function."""
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"

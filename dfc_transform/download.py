@@ -1,0 +1,211 @@
+"""Downloads from a button: a ``FileOutput`` on a ``dcc.Download``'s ``data``.
+
+``dcc.Download`` takes ``{filename, content, base64, type}`` and always builds a
+Blob from ``content``: it cannot download a URL. So the file does not go to the
+Download at all. Its position gets ``no_update``, and the URL and the file's name
+go to a hidden ``dcc.Store`` of the callback's own (its *companion*), added to the
+layout by the transform. A clientside callback on that store clicks a hidden
+``<a href=URL download=NAME>``: the browser fetches the served URL (``attachment``,
+RFC 5987 ``filename*``) and saves it under the file's exact name. The callback's
+JSON carries a URL, whatever the file's size.
+
+Which ``data`` outputs are Downloads? The rule, in this order:
+
+1. the component with that id in a layout the transform has seen (the app's layout,
+   a function layout each time it is served, static ``dash.register_page`` layouts):
+   a ``dcc.Download`` downloads, anything else (a ``dcc.Store``...) gets the URL in its
+   ``data`` directly, in the callback's response;
+2. an id found in none of them (a component made by a callback, a page whose layout
+   is a function): the browser decides, looking the component up in its own layout
+   (``dash_component_api.getLayout``): a Download downloads, anything else gets the
+   URL through ``dash_clientside.set_props``.
+
+Only ``FileOutput``s on a property named ``data`` are considered at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import dash
+from dash import dcc, html
+from dash.development.base_component import Component
+from dash_extensions.enrich import CallbackBlueprint, Input
+
+__all__ = ["DOWNLOAD_PROPERTY", "Downloads", "companion_id"]
+
+logger = logging.getLogger(__name__)
+
+#: The property of ``dcc.Download`` a file is returned to.
+DOWNLOAD_PROPERTY = "data"
+_COMPANION_PREFIX = "_dfc_transform-download-"
+
+# Runs in the browser on every value a companion store receives. ``download`` is
+# true/false when the server knew the component, null when the browser must look.
+DOWNLOAD_JS = """function (payload) {
+    if (!payload || !payload.files) { return; }
+    const api = window.dash_component_api;
+    payload.files.forEach(function (file) {
+        let isDownload = file.download;
+        if (isDownload === null) {
+            let node;
+            try { node = api && api.getLayout ? api.getLayout(file.id) : undefined; } catch (e) {}
+            isDownload = !!node && node.type === "Download" && node.namespace === "dash_core_components";
+        }
+        if (!isDownload) {
+            window.dash_clientside.set_props(file.id, {[file.property]: file.url});
+            return;
+        }
+        const link = document.createElement("a");
+        link.href = file.url;
+        link.download = file.filename;
+        link.style.display = "none";
+        document.body.appendChild(link);
+        link.click();
+        link.remove();
+    });
+}"""
+
+
+def companion_id(callback_name: str, outputs: list[Any], inputs: list[Any]) -> str:
+    """The id of a callback's companion store.
+
+    Derived from the callback, not counted: every process of the app (gunicorn workers,
+    Celery workers) must give the layout and the callback the same id whatever order
+    its apps were set up in.
+    """
+    text = "|".join([callback_name, *map(str, outputs), "<-", *map(str, inputs)])
+    return _COMPANION_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def id_key(component_id: Any) -> str:
+    """One string per component id, for dict ids whatever the order of their keys."""
+    if isinstance(component_id, dict):
+        return json.dumps(component_id, sort_keys=True, separators=(",", ":"), default=str)
+    return str(component_id)
+
+
+def payload(files: list[dict[str, Any]]) -> dict[str, Any]:
+    """A companion store's value; the nonce makes every value new, so that the same file
+    twice still starts two downloads."""
+    return {"files": files, "nonce": uuid.uuid4().hex}
+
+
+class Downloads:
+    """The download side of one app's transform: its companion stores and what it knows
+    of the app's components."""
+
+    def __init__(self) -> None:
+        self._companions: dict[str, None] = {}  # an ordered set
+        self._unregistered: list[str] = []
+        self._holder: Any = None
+        self._known: dict[str, bool] = {}
+        self._latest_root: Any = None
+        self._walked: Any = None
+        self._static_walked = False
+        self._pages_walked = 0
+
+    # -- set-up -----------------------------------------------------------------
+
+    def add_companion(self, store_id: str) -> None:
+        """Give this app the companion store ``store_id`` and its clientside callback."""
+        if store_id in self._companions:
+            return
+        self._companions[store_id] = None
+        self._unregistered.append(store_id)
+        if self._holder is not None:
+            # A static layout already went through transform_layout (``app.get_layout()``
+            # before the first request): it is transformed only once, so add to it here.
+            self._holder.children = self._stores()
+
+    def take_clientside_callbacks(self) -> list[Any]:
+        """The clientside callbacks of the companions added since the last call."""
+        callbacks = []
+        for store_id in self._unregistered:
+            callback = CallbackBlueprint(Input(store_id, "data"), prevent_initial_call=True)
+            callback.f = DOWNLOAD_JS
+            callbacks.append(callback)
+        self._unregistered = []
+        return callbacks
+
+    def add_to_layout(self, layout: Any) -> None:
+        """Put the companion stores in ``layout`` (in place) and remember it for :meth:`kind`."""
+        self._latest_root = layout
+        holder = html.Div(self._stores(), style={"display": "none"})
+        if isinstance(layout, list):
+            layout.append(holder)
+        elif isinstance(layout, Component) and "children" in getattr(layout, "_prop_names", ()):
+            children = getattr(layout, "children", None)
+            if children is None:
+                children = []
+            elif not isinstance(children, list):
+                children = list(children) if isinstance(children, tuple) else [children]
+            layout.children = [*children, holder]
+        else:
+            if self._companions:
+                logger.warning(
+                    "the layout's root (%s) has no children: downloads from a button (a FileOutput on "
+                    "a dcc.Download) need it to hold their hidden stores; wrap the layout in html.Div",
+                    type(layout).__name__,
+                )
+            return
+        self._holder = holder
+
+    def _stores(self) -> list[Any]:
+        return [dcc.Store(id=store_id, storage_type="memory") for store_id in self._companions]
+
+    # -- at run time ---------------------------------------------------------------
+
+    def kind(self, component_id: Any, app: Any) -> bool | None:
+        """``True`` if ``component_id`` is a ``dcc.Download`` in a layout seen, ``False`` if it
+        is another component, ``None`` if it was not found (the browser decides)."""
+        self._learn(app)
+        return self._known.get(id_key(component_id))
+
+    def _learn(self, app: Any) -> None:
+        # Walked at run time rather than in transform_layout: transforms after ours
+        # (PrefixIdTransform) still change the ids of that layout in place.
+        root = self._latest_root
+        if root is not None and root is not self._walked:
+            self._note(root)
+            self._walked = root
+        if not self._static_walked and app is not None:
+            # A worker that has not served the layout yet still knows a static one.
+            layout = getattr(app, "layout", None)
+            if layout is not None and not callable(layout):
+                self._note(layout)
+            self._static_walked = True
+        pages = list(getattr(dash, "page_registry", {}).values())
+        if len(pages) != self._pages_walked:
+            for page in pages:
+                layout = page.get("layout")
+                if layout is not None and not callable(layout):
+                    self._note(layout)
+            self._pages_walked = len(pages)
+
+    def _note(self, layout: Any) -> None:
+        for component in _components(layout):
+            ident = getattr(component, "id", None)
+            if ident is not None:
+                self._known[id_key(ident)] = isinstance(component, dcc.Download)
+
+
+def _components(layout: Any) -> Iterator[Component]:
+    """Every component in ``layout``: in ``children`` and in other component props."""
+    stack = [layout]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, Component):
+            yield node
+            for prop in ("children", *getattr(node, "_children_props", ())):
+                # "items[].label" -> "items": the walk goes into lists and dicts itself.
+                stack.append(getattr(node, prop.split("[", 1)[0].split(".", 1)[0], None))
