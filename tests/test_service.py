@@ -281,7 +281,7 @@ def test_max_size_error_names_output_and_size(make_app: Any) -> None:
 
     @app.callback(FileOutput("img", "src"), Input("go", "n_clicks"))
     def produce(n: int) -> Any:
-        return io.BufferedReader(io.BytesIO(b"x" * 5000))  # type: ignore[arg-type]
+        return io.BufferedReader(io.BytesIO(b"x" * 5000))
 
     c = DashClient(app)
     with pytest.raises(FileTooLargeError, match=r"output img\.src.*1000 bytes"):

@@ -42,8 +42,8 @@ def _bytesio_at_end() -> io.BytesIO:
     return buf
 
 
-def _stream_midway() -> io.BufferedReader:
-    raw = io.BufferedReader(io.BytesIO(b"SKIP" + PAYLOAD))  # type: ignore[arg-type]
+def _stream_midway() -> io.BufferedReader[io.BytesIO]:
+    raw = io.BufferedReader(io.BytesIO(b"SKIP" + PAYLOAD))
     raw.read(4)
     return raw
 
