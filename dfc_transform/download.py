@@ -103,6 +103,7 @@ class Downloads:
     def __init__(self) -> None:
         self._companions: dict[str, None] = {}  # an ordered set
         self._unregistered: list[str] = []
+        self._inputs: dict[str, Any] = {}
         self._holder: Any = None
         self._known: dict[str, bool] = {}
         self._latest_root: Any = None
@@ -127,7 +128,8 @@ class Downloads:
         """The clientside callbacks of the companions added since the last call."""
         callbacks = []
         for store_id in self._unregistered:
-            callback = CallbackBlueprint(Input(store_id, "data"), prevent_initial_call=True)
+            self._inputs[store_id] = trigger = Input(store_id, "data")
+            callback = CallbackBlueprint(trigger, prevent_initial_call=True)
             callback.f = DOWNLOAD_JS
             callbacks.append(callback)
         self._unregistered = []
@@ -160,6 +162,12 @@ class Downloads:
         return [dcc.Store(id=store_id, storage_type="memory") for store_id in self._companions]
 
     # -- at run time ---------------------------------------------------------------
+
+    def store_id(self, companion: str) -> Any:
+        """The id the companion store ``companion`` has in the app: transforms after ours
+        (PrefixIdTransform) change it in the layout and in its clientside callback alike."""
+        trigger = self._inputs.get(companion)
+        return companion if trigger is None else trigger.component_id
 
     def kind(self, component_id: Any, app: Any) -> bool | None:
         """``True`` if ``component_id`` is a ``dcc.Download`` in a layout seen, ``False`` if it

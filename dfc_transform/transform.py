@@ -215,13 +215,13 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             return converted
         if plan.companion_key is None:
             if files:
-                dash.set_props(plan.companion, {"data": payload(files)})
-            return converted
-        if isinstance(converted, _NO_UPDATE):
+                dash.set_props(self._downloads.store_id(plan.companion), {"data": payload(files)})
             return converted
         value = payload(files) if files else dash.no_update
         if plan.single:
             return [converted, value]
+        if isinstance(result, _NO_UPDATE):  # no_update for all the outputs at once
+            return result
         if isinstance(plan.companion_key, str) and isinstance(converted, dict):
             return {**converted, plan.companion_key: value}
         if isinstance(converted, (list, tuple)):
