@@ -78,13 +78,16 @@ class ExpiryJournal:
 
     def sweep_due(
         self,
-        purge: Callable[[str], None],
+        purge: Callable[[str, float], bool],
         *,
         now: float | None = None,
         force: bool = False,
         grace: float | None = None,
     ) -> int:
-        """Purge every file whose expiry plus ``grace`` has passed; return how many.
+        """Purge every file whose expiry plus ``grace`` has passed; return how many went.
+
+        ``purge(name, expires)`` removes a file noted to expire at ``expires`` and tells
+        whether it did (a file renewed since is left alone).
 
         Runs at most once per ``SWEEP_INTERVAL`` seconds per process unless ``force``.
         ``grace`` (default: the journal's) lets a transfer that started just before the
@@ -106,8 +109,7 @@ class ExpiryJournal:
                 # Entries of the first round have no expiry: their bucket's end is theirs.
                 due = int(expires) if expires.isdigit() else (bucket + 1) * BUCKET_SECONDS
                 if due + grace <= now:
-                    purge(name)
-                    purged += 1
+                    purged += purge(name, due)
                 else:
                     self._append(bucket, entry)
         return purged

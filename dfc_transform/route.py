@@ -30,9 +30,11 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
 from . import session
+from .events import EventKind
 from .exc import BackendUnavailableError, ContentMissingError
 from .naming import content_disposition, is_inert_type
-from .store import ChunkStore, FileRecord, is_token
+from .records import FileRecord, is_token
+from .store import ChunkStore
 
 __all__ = ["ROUTE_NAME", "serve"]
 
@@ -61,22 +63,36 @@ def serve(
     opens only with the session cookie of the browser that caused it; to anyone
     else it is as missing as an unknown token.
     """
+    events = store.events
     token, _, name = subpath.partition("/")
     if not is_token(token) or not name:
+        events.emit("missing", detail=subpath[:80])
         return plain(404, "Not found: no such file.")
     try:
-        record = store.get(token)
+        record = store.lookup(token)
         if record is None or name != record.filename or not session.may_open(record.owner, request):
+            events.emit("missing", token=token)
+            return plain(404, "Not found: no such file, or it has expired.")
+        if record.expires is not None and record.expires < time.time():
+            events.emit("expired", token=token, filename=record.filename)
             return plain(404, "Not found: no such file, or it has expired.")
         if record.consumed or (record.one_time and store.is_claimed(record)):
+            events.emit("missing", token=token, filename=record.filename, detail="delivered once already")
             return plain(410, "Gone: this file could be fetched only once.")
-        return _respond(store, record, request, sendfile_header, sendfile_prefix)
+        response = _respond(store, record, request, sendfile_header, sendfile_prefix)
+        kind = _EVENT_OF_STATUS.get(response.status_code)
+        if kind is not None:
+            events.emit(kind, token=token, filename=record.filename, size=response.content_length)
+        return response
     except ContentMissingError as err:
-        logger.warning("%s", err)
+        events.emit("failed", token=token, detail=str(err))
         return plain(410, "Gone: the file's content is no longer in the store.")
     except BackendUnavailableError as err:
-        logger.error("file store unavailable: %s", err)
+        events.emit("failed", token=token, detail=str(err))
         return plain(503, "Service unavailable: the file store cannot be reached. Try again later.")
+
+
+_EVENT_OF_STATUS: dict[int, EventKind] = {200: "served", 206: "partial", 304: "not_modified"}
 
 
 def _respond(
@@ -167,8 +183,9 @@ def _cache_control(record: FileRecord) -> str:
         return "private, no-store"
     if record.expires is None:
         return "private, max-age=31536000, immutable"
+    # The content under a token never changes: a browser that has it need not ask again.
     remaining = max(0, int(record.expires - time.time()))
-    return f"private, max-age={remaining}"
+    return f"private, max-age={remaining}, immutable"
 
 
 def _precondition_failed(request: Request, token: str, last_modified: datetime) -> bool:

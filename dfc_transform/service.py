@@ -17,18 +17,19 @@ import logging
 import os
 import sys
 import time
-import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from cachelib import FileSystemCache, SimpleCache
 from flask import Flask, has_request_context, request
 from werkzeug.wrappers import Response
 
 from . import route, session
-from .exc import FileServeError, InvalidOptionError
-from .expiry import GRACE, ExpiryJournal, MemoryJournal
+from .backends import CacheLike, Profile, default_backend, profile_of, unwrap, warn_on_count_pruning
+from .events import Events, Hook
+from .exc import BackendUnavailableError, FileServeError, InvalidOptionError
 from .naming import (
     OCTET_STREAM,
     check_filename,
@@ -37,34 +38,33 @@ from .naming import (
     normalize_mime_type,
     safe_filename,
 )
-from .store import (
-    DEFAULT_CHUNK_SIZE,
-    MEMCACHED_CHUNK_SIZE,
-    CacheLike,
-    ChunkStore,
-    FileRecord,
-    default_backend,
-    default_cache_dir,
-    is_token,
-    new_token,
-)
+from .records import FileRecord, is_token, new_token
+from .store import ChunkStore
 from .values import File, FileOptions, Source, to_source
 
-__all__ = ["FileService"]
+__all__ = ["FileService", "Stats"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 3600
 _DEFAULTS = FileOptions(download=False, one_time=False, sandbox=True, private=False)
-# Backends whose data lives on this host only: a path is visible to every reader.
-_HOST_LOCAL_BACKENDS = {"FileSystemCache", "SimpleCache"}
-# Backends whose data lives in one process only.
-_PER_PROCESS_BACKENDS = {"SimpleCache"}
 _SHARED_BACKEND_ADVICE = (
     "use a backend that all processes share: the default store (FileServeTransform() without a "
     "backend), cachelib.FileSystemCache(dir, threshold=0) on one host, or cachelib.RedisCache across hosts"
 )
 _SENDFILE_HEADERS = ("X-Sendfile", "X-Accel-Redirect")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What a store holds and what happened to its files."""
+
+    #: Files held by the whole store, every process and host that shares it.
+    files: int
+    #: Bytes held by the whole store (files being written included).
+    bytes: int
+    #: Events of each kind seen by this process (see :mod:`dfc_transform.events`).
+    events: dict[str, int] = field(default_factory=dict)
 
 
 class FileService:
@@ -98,83 +98,90 @@ class FileService:
         timeout: int = DEFAULT_TIMEOUT,
         chunk_size: int | None = None,
         max_size: int | None = None,
+        max_total_size: int | None = None,
         copy_paths: bool | None = None,
         private: bool = False,
         namespace: str | None = None,
         sendfile_header: str | None = None,
         sendfile_prefix: str = "",
+        on_event: Iterable[Hook] = (),
     ) -> None:
-        journal: ExpiryJournal | None = None
-        claims_dir: Path | None = None
-        self._default_store = backend is None
+        self._auto_namespace = namespace is None and backend is None
         if backend is None:
-            backend, journal = default_backend()
-            claims_dir = default_cache_dir() / "claims"
+            backend = default_backend()
         for method in ("get", "set", "delete", "has"):
             if not callable(getattr(backend, method, None)):
                 raise TypeError(
                     f"backend must be a cachelib.BaseCache or flask_caching.Cache, "
                     f"got {type(backend).__name__} without a {method}() method"
                 )
-        if max_size is not None and max_size < 0:
-            raise ValueError(f"max_size must be >= 0 bytes or None, got {max_size}")
+        for name, value in (("max_size", max_size), ("max_total_size", max_total_size)):
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 bytes or None, got {value}")
+        if timeout < 0:
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
+        if chunk_size is not None and chunk_size < 1024:
+            raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
         if sendfile_header is not None and sendfile_header not in _SENDFILE_HEADERS:
             raise ValueError(
                 f"sendfile_header must be one of {_SENDFILE_HEADERS} or None, got {sendfile_header!r}"
             )
-        self.store = ChunkStore(
-            backend,
-            chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-            timeout=timeout,
-            journal=journal,
-            claims_dir=claims_dir,
-        )
-        self.store.namespace = namespace or ""
-        self._auto_namespace = namespace is None and self._default_store
+        #: The cache backend files are kept in.
+        self.backend = backend
+        self.timeout = timeout
         self.max_size = max_size
+        self.max_total_size = max_total_size
         self.defaults = FileOptions(private=private).over(_DEFAULTS)
         self.sendfile_header = sendfile_header
         self.sendfile_prefix = sendfile_prefix
+        #: Counts what happens to files and hands it to the hooks (see :mod:`dfc_transform.events`).
+        self.events = Events(on_event)
+        self._namespace = namespace or ""
         self._chunk_size = chunk_size
         self._copy_paths = copy_paths
-        self._settled = False
-        self._settle()
+        self._store: ChunkStore | None = None
+        if unwrap(backend) is not None:
+            self._build_store()  # a flask_caching.Cache without its app yet is judged when it has one
         #: Where URLs start, e.g. ``/app/_dash-files/``; set by the transform from the
         #: Dash app's ``requests_pathname_prefix``. ``None``: the Flask route's path,
         #: under the request's ``SCRIPT_NAME``.
         self.url_base: str | None = None
         self._route_path = "/" + route.ROUTE_NAME + "/"
 
-    def _settle(self) -> None:
-        """Fit the defaults to the backend's kind, once it is known.
+    @property
+    def store(self) -> ChunkStore:
+        """The chunk store, built from the backend's profile once the backend is known."""
+        return self._store or self._build_store()
 
-        A ``flask_caching.Cache`` may meet its app, and so its backend, only after the
-        service was made (app factories); until then it is judged as a generic cache and
-        this runs again on each ``add()``.
-        """
-        inner = _unwrap(self.backend)
-        kind = type(inner).__name__
-        if kind == "NullCache":
-            raise TypeError("a NullCache stores nothing: every URL would be a 404; " + _SHARED_BACKEND_ADVICE)
-        if self._chunk_size is None:
-            # memcached refuses items over 1 MB: its chunks must stay under that.
-            self.store.chunk_size = MEMCACHED_CHUNK_SIZE if "Memcache" in kind else DEFAULT_CHUNK_SIZE
-        #: Whether path values are copied into the backend or served from disk by reference.
-        self.copy_paths = (
-            self._copy_paths if self._copy_paths is not None else kind not in _HOST_LOCAL_BACKENDS
+    def _build_store(self) -> ChunkStore:
+        inner = unwrap(self.backend)
+        if inner is None:
+            raise BackendUnavailableError(
+                "the flask_caching.Cache has no app yet: call cache.init_app(app) before files are stored"
+            )
+        profile: Profile = profile_of(inner, chunk_size=self._chunk_size)
+        warn_on_count_pruning(inner)
+        self._store = ChunkStore(
+            self.backend,
+            profile,
+            timeout=self.timeout,
+            namespace=self._namespace,
+            max_total_size=self.max_total_size,
+            events=self.events,
         )
-        #: ``True`` when files live in this process only (``SimpleCache``).
-        self.per_process = kind in _PER_PROCESS_BACKENDS
-        if self.store.journal is None and self.per_process:
-            self.store.journal = MemoryJournal(grace=GRACE)
-        self._settled = inner is not self.backend or not _is_flask_caching(self.backend)
-        if inner is not self.backend or not _is_flask_caching(self.backend):
-            _warn_on_count_pruning(inner)
+        return self._store
 
     @property
-    def backend(self) -> CacheLike:
-        """The cache backend files are kept in."""
-        return self.store.backend
+    def per_process(self) -> bool:
+        """``True`` when files live in this process only (``SimpleCache``)."""
+        return unwrap(self.backend) is not None and self.store.profile.per_process
+
+    @property
+    def copy_paths(self) -> bool:
+        """Whether path values are copied into the backend or served from disk by reference."""
+        if self._copy_paths is not None:
+            return self._copy_paths
+        return not self.store.profile.host_local
 
     def init_app(
         self, app: Flask, *, url_prefix: str = "/" + route.ROUTE_NAME, endpoint: str = "dfc_files"
@@ -186,14 +193,16 @@ class FileService:
         )
         for rule in (url_prefix, url_prefix + "/"):
             app.add_url_rule(rule, endpoint=f"{endpoint}_none", view_func=_no_file, methods=["GET", "HEAD"])
-        app.after_request(session.set_cookie_if_missing)
+        if session.set_cookie_if_missing not in app.after_request_funcs.get(None, []):
+            app.after_request(session.set_cookie_if_missing)  # once, whatever the services
         self._route_path = url_prefix + "/"
         self.adopt(app, url_prefix)
 
     def adopt(self, app: Flask, url_prefix: str) -> None:
         """Take the namespace of ``app`` (on the default store, unless one was given)."""
-        if self._auto_namespace:
-            self.store.namespace = app_namespace(app, url_prefix)
+        if self._auto_namespace and self._namespace != app_namespace(app, url_prefix):
+            self._namespace = app_namespace(app, url_prefix)
+            self._store = None  # built again, with the namespace in every key
 
     def _view(self, subpath: str) -> Response:
         return self.serve(subpath)
@@ -232,8 +241,6 @@ class FileService:
             if isinstance(value, File):
                 options = value.options.over(options)
                 value = value.data
-            if not self._settled:
-                self._settle()
             if self.per_process and has_request_context() and request.environ.get("wsgi.multiprocess"):
                 # Another worker would answer the GET and not find the file: fail now, loudly.
                 raise FileServeError(
@@ -242,10 +249,12 @@ class FileService:
                 )
             source = to_source(value)
             record = self._new_record(source, options.over(self.defaults))
-            if self.store.journal is not None:
-                self.store.journal.start_sweeper(self.store.sweep)
-            return self.store.put(source, record, copy_path=self.copy_paths, max_size=self.max_size)
+            store = self.store
+            if store.journal is not None:
+                store.journal.start_sweeper(store.sweep)
+            return store.put(source, record, copy_path=self.copy_paths, max_size=self.max_size)
         except FileServeError as err:
+            self.events.emit("failed", detail=str(err.at(where)))
             raise err.at(where) from err.__cause__
 
     def _new_record(self, source: Source, opts: FileOptions) -> FileRecord:
@@ -270,7 +279,7 @@ class FileService:
             filename = "file" + extension_for(mime)
         now = time.time()
         return FileRecord(
-            token=new_token(),
+            token=new_token() if opts.one_time else "",  # else derived from the content
             size=0,
             chunk_size=self.store.chunk_size,
             mime_type=mime,
@@ -279,9 +288,24 @@ class FileService:
             one_time=bool(opts.one_time),
             sandbox=bool(opts.sandbox),
             created=now,
-            expires=now + self.store.timeout if self.store.timeout else None,
+            expires=now + self.timeout if self.timeout else None,
             owner=session.current_owner() if opts.private else None,
         )
+
+    def remove(self, url_or_token: str) -> bool:
+        """Remove a registered file now; ``True`` if it was there.
+
+        Takes the URL :meth:`register` returned (with or without host and prefix) or its
+        token. Its URL answers 404 from then on.
+        """
+        token = _token_of(url_or_token)
+        return token is not None and self.store.remove(token)
+
+    def stats(self) -> Stats:
+        """What the whole store holds (every process and host sharing it), and what this
+        process saw happen (counts of each event kind)."""
+        files, size = self.store.ledger.totals()
+        return Stats(files=files, bytes=size, events=self.events.counts())
 
     def purge_expired(self) -> int:
         """Remove every file whose time is over, now; return how many were removed.
@@ -324,42 +348,3 @@ def app_namespace(app: Flask, url_prefix: str) -> str:
         module = Path(main_file).stem
     seed = f"{os.path.realpath(app.root_path)}|{module.rsplit('.', 1)[-1]}|{url_prefix}"
     return hashlib.sha256(seed.encode()).hexdigest()[:12]
-
-
-# A SimpleCache always prunes by count (it reads 0 as 500); past this many items (100 GB of
-# 1 MiB chunks) the count is never the limit in practice.
-_ENOUGH_ITEMS = 100_000
-
-
-def _warn_on_count_pruning(backend: Any) -> None:
-    """Warn about backends that delete items by count: files would vanish before their time."""
-    threshold = getattr(backend, "_threshold", 0)
-    if isinstance(backend, FileSystemCache) and threshold > 0:
-        setting = "cachelib.FileSystemCache(dir, threshold=0) (flask_caching: CACHE_THRESHOLD=0)"
-    elif isinstance(backend, SimpleCache) and threshold < _ENOUGH_ITEMS:
-        setting = (
-            "a SimpleCache threshold above the number of chunks it will hold (it reads 0 as 500; "
-            "flask_caching: CACHE_THRESHOLD)"
-        )
-    else:
-        return
-    message = (
-        f"the {type(backend).__name__} deletes items by count once it holds more than {threshold}: "
-        f"chunks of files go before their timeout and their URLs answer 404/410; use {setting}"
-    )
-    logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
-
-
-def _is_flask_caching(backend: Any) -> bool:
-    return type(backend).__module__.startswith("flask_caching") and type(backend).__name__ == "Cache"
-
-
-def _unwrap(backend: Any) -> Any:
-    """The cachelib backend inside a ``flask_caching.Cache`` (if it can be reached now)."""
-    if _is_flask_caching(backend):
-        try:
-            return backend.cache
-        except Exception:  # not bound to an app yet: judge by the wrapper for now
-            return backend
-    return backend

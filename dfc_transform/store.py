@@ -1,262 +1,238 @@
 """The chunked file store on top of any cachelib backend.
 
-A file is kept under keys derived from its token: ``dfc:<token>:0``,
-``dfc:<token>:1``, ... hold the content in chunks of ``chunk_size`` bytes and
-``dfc:<token>:m`` holds a small metadata record, written last so that a reader
-never sees a record whose chunks are still being written. Reading streams chunk
-by chunk, so memory stays bounded by one chunk whatever the file size, and
-memcached's item limit does not limit the file size. With a namespace, keys are
-``dfc:<namespace>:<token>:...``: apps sharing one backend never see each other's files.
+A file's content is kept in chunks of ``chunk_size`` bytes under keys derived
+from a random storage key, ``dfc:<storage>:0``, ``dfc:<storage>:1``, ...; its
+metadata record is kept under its public token, ``dfc:<token>:m``, written last
+so that a reader never sees a record whose chunks are still being written.
+Keeping the two apart lets the token be derived from the content (a keyed hash):
+the same content with the same options gets the same URL and is stored once.
+Reading streams chunk by chunk, so memory stays bounded by one chunk whatever
+the file size. With a namespace, every key is ``dfc:<namespace>:...``.
 
 Backends that expire keys on their own (Redis, memcached) are given the
 time-to-live with every key. Backends that would only hide an expired key
 (cachelib's ``FileSystemCache`` and ``SimpleCache`` keep it until a prune) get
-keys without a time-to-live and an expiry journal instead: the record carries
-the expiry, and the sweep deletes every key of the file, so that nothing is left
-behind whatever the backend would report for an expired key.
+keys without a time-to-live and an expiry journal: the record carries the expiry,
+and the sweep deletes every key of the file, whatever the backend would report.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import hashlib
 import os
-import re
 import secrets
 import socket
-import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any, TypeVar
 
-from cachelib import FileSystemCache
-from cachelib.serializers import FileSystemSerializer
-
+from .backends import CacheLike, Profile
+from .events import Events
 from .exc import BackendUnavailableError, ContentMissingError, FileServeError, FileTooLargeError
-from .expiry import GRACE, DirectoryJournal, ExpiryJournal
+from .ledger import Ledger
+from .records import FileRecord, content_token, dump_record, load_record, new_token
 from .values import Source
 
-__all__ = ["CacheLike", "ChunkStore", "FileRecord", "default_backend", "default_cache_dir"]
+__all__ = ["CacheLike", "ChunkStore"]
 
-#: Chunks outlive their record by this much, so that a transfer that started
-#: just before the record expired can still finish.
+#: On backends with their own expiry, chunks outlive their record by this much, so that
+#: a transfer that started just before the record expired can still finish.
 CHUNK_GRACE = 60
-DEFAULT_CHUNK_SIZE = 1024 * 1024
-#: memcached refuses items over 1 MB by default, key and pickling included.
-MEMCACHED_CHUNK_SIZE = 512 * 1024
-#: 16 random bytes: 128 bits, 22 URL-safe characters.
-TOKEN_BYTES = 16
-TOKEN_LENGTH = 22
-_TOKEN_SHAPE = re.compile(f"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
+#: A stream's bytes are reserved in the ledger this many chunks at a time.
+_RESERVE_CHUNKS = 8
 
 T = TypeVar("T")
 
 
-class CacheLike(Protocol):
-    """The part of ``cachelib.BaseCache`` (and ``flask_caching.Cache``) we use."""
-
-    def get(self, key: str) -> Any: ...
-    def set(self, key: str, value: Any, timeout: int | None = None) -> Any: ...
-    def delete(self, key: str) -> Any: ...
-    def has(self, key: str) -> Any: ...
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """The metadata of one registered file. Contents never change under a token."""
-
-    token: str
-    size: int
-    chunk_size: int
-    mime_type: str
-    filename: str
-    download: bool
-    one_time: bool
-    sandbox: bool
-    created: float
-    #: Unix time after which the file is gone; ``None``: kept until evicted.
-    expires: float | None
-    #: Set for path values: served from this file where it is visible and unchanged.
-    path: str | None = None
-    path_host: str | None = None
-    path_mtime_ns: int | None = None
-    #: ``False`` for paths served by reference only: no chunks in the backend.
-    chunked: bool = True
-    #: A one-time file after its transfer: answered with 410 until it expires.
-    consumed: bool = False
-    #: For a private file: the hash of the session id that may open it (see :mod:`.session`).
-    owner: str | None = None
-
-    @property
-    def chunk_count(self) -> int:
-        return -(-self.size // self.chunk_size)
-
-
-_RECORD_FIELDS = tuple(f.name for f in fields(FileRecord))
-
-
-def default_cache_dir() -> Path:
-    """Where the default store keeps files.
-
-    ``$DFC_TRANSFORM_DIR`` if set, else ``<tempdir>/dfc_transform-<user>``: every
-    process of the app on one host (gunicorn workers, background-callback
-    processes) computes the same directory without talking to the others.
-    """
-    env = os.environ.get("DFC_TRANSFORM_DIR")
-    if env:
-        return Path(env)
-    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    return Path(tempfile.gettempdir()) / f"dfc_transform-{user}"
-
-
-def default_backend(
-    directory: str | os.PathLike[str] | None = None,
-) -> tuple[FileSystemCache, DirectoryJournal]:
-    """The default backend and its expiry journal, in :func:`default_cache_dir`.
-
-    A ``FileSystemCache`` in ``<dir>/files`` with ``threshold=0``, which turns off
-    cachelib's count-based pruning (it could drop single chunks of a file), and with a
-    serializer that writes our bytes as they are: nothing read back is ever unpickled,
-    so whoever can write to the directory cannot run code in the app. Files leave by
-    their time-to-live, swept through the journal in ``<dir>/expiry``.
-    """
-    path = Path(directory) if directory is not None else default_cache_dir()
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if hasattr(os, "getuid"):
-        # In a shared temp dir another user could have made the directory first.
-        info = path.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-            raise FileServeError(
-                f"the store directory {str(path)!r} is not a directory owned by this user; "
-                "set DFC_TRANSFORM_DIR or pass a backend"
-            )
-    backend = BytesFileSystemCache(str(path / "files"), threshold=0, default_timeout=0, mode=0o600)
-    journal = DirectoryJournal(
-        path / "expiry", grace=GRACE, temp_dir=path / "files", temp_suffix=_TEMP_SUFFIX
-    )
-    return backend, journal
-
-
-class _BytesSerializer(FileSystemSerializer):
-    """Writes bytes as they are and reads them back as bytes: no pickle either way."""
-
-    def dump(self, value: Any, f: IO[bytes], protocol: int = 0) -> None:
-        if not isinstance(value, bytes):
-            raise TypeError(f"the default store keeps bytes only, not {type(value).__name__}")
-        f.write(value)
-
-    def load(self, f: Any) -> bytes:
-        return bytes(f.read())
-
-
-class BytesFileSystemCache(FileSystemCache):
-    """The default store: a ``FileSystemCache`` for bytes only, never unpickling what it reads."""
-
-    serializer = _BytesSerializer()
-
-
-# cachelib's FileSystemCache writes each item to a temp file with this suffix, then renames it.
-_TEMP_SUFFIX = FileSystemCache._fs_transaction_suffix
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
-
-
-def is_token(text: str) -> bool:
-    """Tell whether ``text`` has the shape of a token (cheap, before any backend call)."""
-    return _TOKEN_SHAPE.fullmatch(text) is not None
-
-
 class ChunkStore:
-    """Files in chunks in a cache backend.
+    """Files in chunks in a cache backend, as its :class:`~dfc_transform.backends.Profile` says.
 
     :param backend: any ``cachelib.BaseCache`` or ``flask_caching.Cache``.
-    :param chunk_size: bytes per chunk.
+    :param profile: what the backend is (chunk size, expiry, where to claim and lock).
     :param timeout: time-to-live of a file in seconds; 0 keeps files until evicted.
-    :param journal: for backends that keep expired keys: keys are then stored without a
-        time-to-live and the journal's sweep removes them (see :mod:`dfc_transform.expiry`).
-    :param claims_dir: a directory of this host where one-time files are claimed with
-        ``O_EXCL``; ``None`` claims through the backend's atomic ``add``.
+    :param namespace: prefix of every key: files of other namespaces are invisible.
+    :param max_total_size: the byte budget of the whole store; ``None`` for none.
     """
 
     def __init__(
         self,
         backend: CacheLike,
+        profile: Profile,
         *,
-        chunk_size: int,
         timeout: int,
-        journal: ExpiryJournal | None = None,
-        claims_dir: Path | None = None,
+        namespace: str = "",
+        max_total_size: int | None = None,
+        events: Events | None = None,
     ) -> None:
-        if chunk_size < 1024:
-            raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
+        if profile.chunk_size < 1024:
+            raise ValueError(f"chunk_size must be at least 1024 bytes, got {profile.chunk_size}")
         if timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
         self.backend = backend
-        self.chunk_size = chunk_size
+        self.profile = profile
         self.timeout = timeout
-        self.journal = journal
-        self.claims_dir = claims_dir
-        if claims_dir is not None:
-            claims_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        #: Prefix of every key: files of other namespaces are invisible.
-        self.namespace = ""
+        self.namespace = namespace
+        self.events = events or Events()
+        self._prefix = f"dfc:{namespace}:" if namespace else "dfc:"
+        self.ledger = Ledger(
+            backend,
+            self._prefix + "ledger",
+            lock_dir=profile.lock_dir,
+            in_process=profile.per_process,
+            budget=max_total_size,
+        )
+        if profile.claims_dir is not None:
+            profile.claims_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._hmac_key: bytes | None = None
+
+    @property
+    def chunk_size(self) -> int:
+        return self.profile.chunk_size
+
+    @property
+    def journal(self) -> Any:
+        return self.profile.journal
 
     @property
     def backend_name(self) -> str:
-        return type(self.backend).__name__
+        return self.profile.name
 
     # -- writing ----------------------------------------------------------------
 
     def put(self, source: Source, record: FileRecord, *, copy_path: bool, max_size: int | None) -> FileRecord:
-        """Store ``source`` under ``record.token`` and return the record with its size.
+        """Store ``source`` as ``record`` says and return the stored record.
 
-        ``record`` is complete but for the size (and, for paths, the file's identity).
-        On any error, what was written is deleted: nothing half-written stays.
+        ``record`` is complete but for the token (unless one-time), the storage key and
+        the size. The token is derived from the content; content already stored under it
+        is renewed, not stored again. On any error, what was written is deleted.
         """
+        storage = new_token()
+        record = replace(record, storage=storage, chunk_size=self.chunk_size)
         try:
-            if self.journal is not None and record.expires is not None:
-                # Noted before the first chunk: an interrupted write is swept too.
-                self.journal.note(self._journal_name(record.token), record.expires)
             if source.path is not None:
                 record = _with_path(record, source.path, max_size)
                 if not copy_path:
-                    return self._write_record(replace(record, chunked=False))
-            size = self._write_chunks(source, record.token, max_size)
+                    token = record.token or self._token(_path_identity(record), record)
+                    record = replace(record, token=token, chunked=False)
+                    return self.renew(token, record) or self._finish(record, storage)
+            if source.buffer is not None and not record.token:
+                # The content is in memory: its token is known before anything is written.
+                token = self._token(hashlib.sha256(source.buffer).digest(), record)
+                found = self.renew(token, record)
+                if found is not None:
+                    return found
+                record = replace(record, token=token)
+            self._note_expiry(storage, record.expires)
+            size, digest = self._write_chunks(source, storage, max_size, record.size if record.path else None)
             if record.path is not None and size != record.size:
                 raise FileServeError(
                     f"file {record.path!r} changed size while it was read ({record.size} -> {size} bytes)"
                 )
-            return self._write_record(replace(record, size=size))
+            record = replace(record, size=size)
+            if not record.token:
+                token = self._token(digest, record)
+                found = self.renew(token, record)
+                if found is not None:
+                    # The same content was there: ours is a second copy, and goes.
+                    self._purge_keys(storage, None)
+                    self.ledger.drop(storage)
+                    return found
+                record = replace(record, token=token)
+            return self._finish(record, storage)
         except BaseException:
-            self.purge(record.token)
+            self._purge_keys(storage, None)
+            with contextlib.suppress(Exception):
+                self.ledger.drop(storage)
             raise
         finally:
             source.release()
 
-    def _write_chunks(self, source: Source, token: str, max_size: int | None) -> int:
-        """Write the content chunk by chunk; return its size."""
-        written = size = 0
+    def _write_chunks(
+        self, source: Source, storage: str, max_size: int | None, known: int | None
+    ) -> tuple[int, bytes]:
+        """Write the content chunk by chunk; return its size and SHA-256."""
+        digest = hashlib.sha256()
+        written = size = reserved = 0
+        evict = self._evict
+        if known is not None or source.buffer is not None:
+            reserved = known if known is not None else len(source.buffer or b"")
+            _check_size(reserved, max_size)
+            self.ledger.reserve(storage, reserved, evict)
         for piece in source.chunks(self.chunk_size):
             size += len(piece)
             _check_size(size, max_size)
-            self._set(self._chunk_key(token, written), bytes(piece), self._chunk_timeout)
+            if size > reserved:
+                more = max(size - reserved, _RESERVE_CHUNKS * self.chunk_size)
+                self.ledger.reserve(storage, more, evict)
+                reserved += more
+            digest.update(piece)
+            self._set(self._key(storage, written), bytes(piece), self._chunk_timeout)
             written += 1
-        if written > 1 and not self._call(self.backend.has, self._chunk_key(token, 0)):
+        if written > 1 and not self._call(self.backend.has, self._key(storage, 0)):
             # A count threshold or maxmemory evicted the file's start while its end was written.
             raise BackendUnavailableError(
                 f"the {self.backend_name} evicted the first chunks of this {size}-byte file while it "
                 "was being written: it holds too little (raise its threshold or memory limit)"
             )
-        return size
+        return size, digest.digest()
 
-    def _write_record(self, record: FileRecord) -> FileRecord:
-        self._set(self._meta_key(record.token), _dump_record(record), self._record_timeout)
+    def _finish(self, record: FileRecord, storage: str) -> FileRecord:
+        """Write the record and enter the file in the ledger."""
+        if not record.chunked:
+            self._note_expiry(storage, record.expires)
+        # Which file these chunks are, for the sweep (the journal knows only the storage key).
+        self._set(self._key(storage, "t"), record.token.encode("ascii"), self._record_timeout)
+        self._set(self._key(record.token, "m"), dump_record(record), self._record_timeout)
+        self.ledger.commit(storage, record.token, record.size, record.created, record.expires)
+        self.events.emit("registered", token=record.token, filename=record.filename, size=record.size)
         return record
+
+    def renew(self, token: str, wanted: FileRecord) -> FileRecord | None:
+        """If ``token`` is stored and intact, push back its expiry and return it; else ``None``."""
+        if wanted.one_time:
+            return None
+        found = self._record(token)
+        if found is None or found.consumed or (found.chunked and not self._has_first_chunk(found)):
+            return None
+        renewed = replace(found, expires=wanted.expires)
+        if self.profile.expiry == "native" and found.chunked:
+            # The backend forgets keys by their own time-to-live: give the chunks a new one.
+            for index in range(found.chunk_count):
+                data = self._call(self.backend.get, self._key(found.chunks_key, index))
+                if not isinstance(data, bytes):
+                    return None
+                self._set(self._key(found.chunks_key, index), data, self._chunk_timeout)
+        self._note_expiry(found.chunks_key, wanted.expires)
+        self._set(self._key(token, "m"), dump_record(renewed), self._record_timeout)
+        self.ledger.renew(token, wanted.expires)
+        self.events.emit("registered", token=token, filename=found.filename, size=found.size)
+        self.events.emit("deduplicated", token=token, filename=found.filename, size=found.size)
+        return renewed
+
+    def _has_first_chunk(self, record: FileRecord) -> bool:
+        return record.size == 0 or bool(self._call(self.backend.has, self._key(record.chunks_key, 0)))
+
+    def _token(self, digest: bytes, record: FileRecord) -> str:
+        return content_token(self._key_for_tokens(), digest, record)
+
+    def _key_for_tokens(self) -> bytes:
+        """The HMAC key of content tokens, shared by every process through the backend."""
+        if self._hmac_key is None:
+            key = self._prefix + "hmac-key"
+            self._call(_add_or_set(self.backend), key, secrets.token_bytes(32), 0)
+            stored = self._call(self.backend.get, key)
+            if not isinstance(stored, bytes) or len(stored) != 32:
+                raise BackendUnavailableError(f"the {self.backend_name} did not keep the token key")
+            self._hmac_key = stored
+        return self._hmac_key
+
+    def _note_expiry(self, storage: str, expires: float | None) -> None:
+        if self.journal is not None and expires is not None:
+            # Noted before the first chunk: an interrupted write is swept too.
+            self.journal.note(f"{self.namespace}/{storage}", expires)
 
     # -- reading ----------------------------------------------------------------
 
@@ -267,8 +243,12 @@ class ChunkStore:
             return None
         return record
 
+    def lookup(self, token: str) -> FileRecord | None:
+        """The record of ``token`` even if expired (the route tells expired from missing)."""
+        return self._record(token)
+
     def _record(self, token: str) -> FileRecord | None:
-        return _load_record(self._call(self.backend.get, self._meta_key(token)))
+        return load_record(self._call(self.backend.get, self._key(token, "m")))
 
     def open_path(self, record: FileRecord) -> IO[bytes] | None:
         """The registered file opened from disk, or ``None`` if it is not this very file.
@@ -291,11 +271,10 @@ class ChunkStore:
     def iter_chunks(self, record: FileRecord, start: int, stop: int) -> Iterator[bytes]:
         """Yield bytes ``[start, stop)`` of the file, reading only the chunks needed.
 
-        The first chunk is fetched before this returns, so that a file whose
-        content is gone fails before any header is sent. A chunk that goes
-        missing later raises :class:`ContentMissingError` mid-stream: the server
-        then drops the connection and the client sees a failed transfer, never a
-        short or wrong one.
+        The first chunk is fetched before this returns, so that a file whose content
+        is gone fails before any header is sent. A chunk that goes missing later
+        raises :class:`ContentMissingError` mid-stream: the server then drops the
+        connection and the client sees a failed transfer, never a short or wrong one.
         """
         if stop <= start:
             return iter(())
@@ -315,7 +294,7 @@ class ChunkStore:
             yield data if (lo, hi) == (0, len(data)) else data[lo:hi]
 
     def _chunk(self, record: FileRecord, index: int) -> bytes:
-        data = self._call(self.backend.get, self._chunk_key(record.token, index))
+        data = self._call(self.backend.get, self._key(record.chunks_key, index))
         expected = min(record.chunk_size, record.size - index * record.chunk_size)
         if not isinstance(data, bytes) or len(data) != expected:
             raise ContentMissingError(
@@ -332,107 +311,134 @@ class ChunkStore:
         Atomic across processes (and hosts, for a shared backend): ``O_EXCL`` in the
         claims directory, else the backend's ``add`` (Redis ``SET NX``, memcached ``add``).
         """
-        if self.claims_dir is not None:
+        if self.profile.claims_dir is not None:
             try:
-                os.close(os.open(self._claim_path(record.token), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                fd = os.open(self._claim_path(record.token), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 return False
+            os.close(fd)
             return True
-        add = getattr(self.backend, "add", None)
-        key = f"{self._prefix}{record.token}:c"
-        if add is None:  # no atomic add: the best we can do
-            if self._call(self.backend.has, key):
-                return False
-            self._set(key, b"1", self._record_timeout)
-            return True
-        return bool(self._call(add, key, b"1", self._record_timeout))
+        key = self._key(record.token, "c")
+        return bool(self._call(_add_or_set(self.backend), key, b"1", self._record_timeout))
 
     def is_claimed(self, record: FileRecord) -> bool:
         """Tell whether a transfer of this one-time file has claimed it already."""
-        if self.claims_dir is not None:
+        if self.profile.claims_dir is not None:
             return self._claim_path(record.token).exists()
-        return bool(self._call(self.backend.has, f"{self._prefix}{record.token}:c"))
+        return bool(self._call(self.backend.has, self._key(record.token, "c")))
 
     def consume(self, record: FileRecord) -> None:
         """Remove a one-time file's content, leaving a tombstone so that later GETs get 410."""
-        self._set(
-            self._meta_key(record.token), _dump_record(replace(record, consumed=True)), self._record_timeout
-        )
+        tombstone = dump_record(replace(record, consumed=True))
+        self._set(self._key(record.token, "m"), tombstone, self._record_timeout)
         if record.chunked:
-            self._forget_chunks(record.token, record.chunk_count)
+            self._purge_keys(record.chunks_key, record.chunk_count)
+        self.ledger.drop(record.token)
+        self.events.emit("removed", token=record.token, filename=record.filename, detail="delivered once")
 
     # -- removing ---------------------------------------------------------------
 
-    def purge(self, token: str) -> None:
-        """Delete everything stored under ``token``, even a file whose writing never finished."""
-        self._purge(self.namespace, token)
+    def remove(self, token: str) -> bool:
+        """Remove the file ``token`` now; ``True`` if it was there."""
+        record = self._record(token)
+        if record is None:
+            return False
+        self._purge(token, record.chunks_key)
+        self._call(self.backend.delete, self._key(record.chunks_key, "t"))
+        self.ledger.drop(token)
+        self.events.emit("removed", token=token, filename=record.filename, size=record.size)
+        return True
 
     def sweep(self, *, force: bool = False, now: float | None = None, grace: float | None = None) -> int:
         """Purge the files whose time is over (those the journal knows of); return how many.
 
-        Files of every namespace sharing the journal are swept: an app that is gone for
+        Entries of every namespace sharing the journal are swept: an app that is gone for
         good leaves nothing behind either.
         """
         if self.journal is None:
             return 0
-        return self.journal.sweep_due(
-            lambda name: self._purge(*_split_name(name)), now=now, force=force, grace=grace
-        )
+        return int(self.journal.sweep_due(self._purge_entry, now=now, force=force, grace=grace))
 
-    def _purge(self, namespace: str, token: str) -> None:
-        prefix = _prefix(namespace)
-        record = _load_record(self._call(self.backend.get, f"{prefix}{token}:m"))
-        self._call(self.backend.delete, f"{prefix}{token}:m")
-        self._call(self.backend.delete, f"{prefix}{token}:c")
-        if self.claims_dir is not None:
+    def _purge_entry(self, name: str, expires: float) -> bool:
+        """Purge a journal entry ``<namespace>/<storage>`` that expired at ``expires``.
+
+        The storage key leads to its file (``<storage>:t``), unless the write never
+        finished. A file renewed since is left alone: it was noted again for later. An
+        entry of the first round is a bare ``[<namespace>/]<token>``, its chunks under it.
+        """
+        namespace, _, storage = name.rpartition("/")
+        store = self if namespace == self.namespace else self._other(namespace)
+        back = store._call(store.backend.get, store._key(storage, "t"))
+        token = back.decode("ascii", "replace") if isinstance(back, bytes) else storage
+        record = store._record(token)
+        if record is not None and record.chunks_key == storage and not _due(record, expires):
+            return False
+        if record is None or record.chunks_key == storage:
+            store._purge(token, storage)
+            if namespace == self.namespace and record is not None:
+                self.events.emit("removed", token=token, filename=record.filename, detail="expired")
+        else:
+            store._purge_keys(storage, None)  # a copy that lost to the same content
+        store._call(store.backend.delete, store._key(storage, "t"))
+        return True
+
+    def _other(self, namespace: str) -> ChunkStore:
+        return ChunkStore(self.backend, self.profile, timeout=self.timeout, namespace=namespace)
+
+    def _purge(self, token: str, storage: str) -> None:
+        """Delete the record, claim and chunks of a file, even one whose writing never finished."""
+        self._call(self.backend.delete, self._key(token, "m"))
+        self._call(self.backend.delete, self._key(token, "c"))
+        if self.profile.claims_dir is not None:
             with contextlib.suppress(FileNotFoundError):
-                (self.claims_dir / f"{namespace or '-'}.{token}").unlink()
-        known = record.chunk_count if record is not None and record.chunked else 0
-        for index in range(known):
-            self._call(self.backend.delete, f"{prefix}{token}:{index}")
-        # Chunks are written in order, so those of an interrupted write are a prefix. Keys
-        # have no time-to-live where a journal sweeps them, so has() tells the truth here.
-        # Bounded, should a backend answer has() wrongly: 2**20 chunks are a TiB.
-        index = known
-        while index < 2**20 and self._call(self.backend.has, f"{prefix}{token}:{index}"):
-            self._call(self.backend.delete, f"{prefix}{token}:{index}")
+                self._claim_path(token).unlink()
+        self._purge_keys(storage, None)
+
+    def _purge_keys(self, storage: str, count: int | None) -> None:
+        """Delete the chunks of ``storage``: ``count`` of them, or as many as there are.
+
+        Chunks are written in order, so those of an interrupted write are a prefix. Keys
+        have no time-to-live where a journal sweeps them, so has() tells the truth there.
+        Bounded, should a backend answer has() wrongly: 2**20 chunks are a TiB.
+        """
+        index = 0
+        while index < 2**20 and (
+            (count is not None and index < count)
+            or (count is None and self._call(self.backend.has, self._key(storage, index)))
+        ):
+            self._call(self.backend.delete, self._key(storage, index))
             index += 1
+
+    def _evict(self, token: str, reason: str) -> None:
+        record = self._record(token)
+        self._purge(token, record.chunks_key if record is not None else token)
+        if reason == "budget":
+            self.events.emit(
+                "evicted",
+                token=token,
+                filename=record.filename if record else None,
+                size=record.size if record else None,
+                detail="the store's byte budget",
+            )
 
     # -- helpers ----------------------------------------------------------------
 
     @property
-    def _prefix(self) -> str:
-        return _prefix(self.namespace)
-
-    @property
     def _chunk_timeout(self) -> int:
-        if self.journal is not None:
-            return 0  # the journal removes them; a time-to-live would only hide them from purge
+        if self.profile.expiry == "journal":
+            return 0  # the journal removes them; a time-to-live would only hide them from the sweep
         return self.timeout + CHUNK_GRACE if self.timeout else 0
 
     @property
     def _record_timeout(self) -> int:
-        return 0 if self.journal is not None else self.timeout
-
-    def _journal_name(self, token: str) -> str:
-        return f"{self.namespace}/{token}"
+        return 0 if self.profile.expiry == "journal" else self.timeout
 
     def _claim_path(self, token: str) -> Path:
-        assert self.claims_dir is not None
-        return self.claims_dir / f"{self.namespace or '-'}.{token}"
+        assert self.profile.claims_dir is not None
+        return self.profile.claims_dir / f"{self.namespace or '-'}.{token}"
 
-    def _meta_key(self, token: str) -> str:
-        return f"{self._prefix}{token}:m"
-
-    def _chunk_key(self, token: str, index: int) -> str:
-        return f"{self._prefix}{token}:{index}"
-
-    def _forget_chunks(self, token: str, count: int) -> None:
-        for index in range(count):
-            try:
-                self.backend.delete(self._chunk_key(token, index))
-            except Exception:  # best effort: the time-to-live or the sweep removes the rest
-                break
+    def _key(self, name: str, part: int | str) -> str:
+        return f"{self._prefix}{name}:{part}"
 
     def _set(self, key: str, value: Any, timeout: int) -> None:
         if not self._call(self.backend.set, key, value, timeout):
@@ -450,21 +456,26 @@ class ChunkStore:
             ) from err
 
 
-def _prefix(namespace: str) -> str:
-    return f"dfc:{namespace}:" if namespace else "dfc:"
+def _add_or_set(backend: Any) -> Callable[..., Any]:
+    """The backend's atomic ``add``; a backend without one gets a check-then-set."""
+    add = getattr(backend, "add", None)
+    if callable(add):
+        return add
+
+    def check_then_set(key: str, value: Any, timeout: int) -> bool:
+        return not backend.has(key) and bool(backend.set(key, value, timeout))
+
+    return check_then_set
 
 
-def _split_name(name: str) -> tuple[str, str]:
-    """A journal entry ``<namespace>/<token>`` (or a bare token, as the first round wrote)."""
-    namespace, _, token = name.rpartition("/")
-    return namespace, token
+def _due(record: FileRecord, noted: float) -> bool:
+    """Whether ``record`` expires when its journal entry said (not renewed since)."""
+    return record.expires is not None and record.expires <= noted
 
 
-def _load_record(data: Any) -> FileRecord | None:
-    try:
-        return FileRecord(**json.loads(data))
-    except (TypeError, ValueError):
-        return None  # missing, or written by an incompatible version: treat as unknown
+def _path_identity(record: FileRecord) -> bytes:
+    """What a file served by reference is known by: the same file, unchanged, on this host."""
+    return f"{record.path_host}\0{record.path}\0{record.size}\0{record.path_mtime_ns}".encode()
 
 
 def _with_path(record: FileRecord, path: Path, max_size: int | None) -> FileRecord:
@@ -478,15 +489,6 @@ def _with_path(record: FileRecord, path: Path, max_size: int | None) -> FileReco
         path_host=socket.gethostname(),
         path_mtime_ns=info.st_mtime_ns,
     )
-
-
-def _dump_record(record: FileRecord) -> bytes:
-    # JSON bytes rather than a dict: every backend keeps bytes as they are (chunks rely on it),
-    # whereas a dict depends on the client's serialiser: pymemcache without a serde stores
-    # str(dict) and hands back bytes, and every file would then be a 404.
-    # The flat dict asdict() would make, without its deep copies (half of a small registration).
-    flat = {name: getattr(record, name) for name in _RECORD_FIELDS}
-    return json.dumps(flat, separators=(",", ":")).encode()
 
 
 def _check_size(size: int, max_size: int | None) -> None:

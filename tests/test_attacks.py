@@ -35,6 +35,7 @@ from dfc_transform.route import parse_byte_range
 from dfc_transform.session import COOKIE
 
 from .servers import RedisServer
+from .store_files import file_entries
 from .test_deploy import Gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def _own_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _stored_files(store: Path) -> list[str]:
-    return sorted(os.listdir(store / "files"))
+    return file_entries(store)
 
 
 def _app(name: str, service: FileService) -> Flask:

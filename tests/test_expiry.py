@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from cachelib import SimpleCache
 
-from dfc_transform import FileService
-from dfc_transform import expiry
+from dfc_transform import FileService, expiry
 from dfc_transform.expiry import BUCKET_SECONDS, DirectoryJournal, MemoryJournal
+
+from .store_files import file_entries
 
 LATER = BUCKET_SECONDS * 3  # far enough ahead that every bucket noted now is due
 
@@ -28,7 +29,7 @@ def _keys(root: Path) -> list[str]:
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(os.listdir(root / "files"))
+    return file_entries(root)
 
 
 def test_default_store_sweeps_expired_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,10 +38,10 @@ def test_default_store_sweeps_expired_files(tmp_path: Path, monkeypatch: pytest.
     assert isinstance(service.store.journal, DirectoryJournal)
     service.register(os.urandom(5000))
     service.register(os.urandom(10))
-    assert len(_files(tmp_path)) == 5 + 1 + 2  # chunks plus two records
+    assert len(_files(tmp_path)) == 5 + 1 + 2 + 2  # chunks, two records, what each chunk set is
     # Nothing is due yet: a sweep now keeps everything.
     assert service.store.sweep(force=True) == 0
-    assert len(_files(tmp_path)) == 8
+    assert len(_files(tmp_path)) == 10
     purged = service.store.sweep(now=time.time() + LATER, force=True)
     assert purged == 2
     assert _files(tmp_path) == []
@@ -88,10 +89,12 @@ def test_simplecache_sweeps_expired_files() -> None:
     assert isinstance(service.store.journal, MemoryJournal)
     url = service.register(os.urandom(3000))
     token = url.split("/")[2]
-    assert backend.has(f"dfc:{token}:2")
+    record = service.store.get(token)
+    assert record is not None
+    assert backend.has(f"dfc:{record.storage}:2")
     service.store.sweep(now=time.time() + LATER, force=True)
     assert not backend.has(f"dfc:{token}:m")
-    assert not any(backend.has(f"dfc:{token}:{i}") for i in range(3))
+    assert not any(backend.has(f"dfc:{record.storage}:{i}") for i in range(3))
 
 
 def test_sweeps_run_by_themselves_off_the_registration_path(

@@ -4,6 +4,7 @@ Content-Disposition, safety headers, one-time files, the size cap and clean 4xx 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import time
@@ -79,7 +80,7 @@ class CountingCache(SimpleCache):
         return super().get(key)
 
     def chunks_read(self, token: str) -> list[int]:
-        prefix = f"dfc:{token}:"
+        prefix = f"dfc:{storage_of(self, token)}:"
         return [
             int(k[len(prefix) :]) for k in self.reads if k.startswith(prefix) and k[len(prefix) :].isdigit()
         ]
@@ -107,8 +108,17 @@ def an_hour_before(date: str) -> str:
     return http_date(parsed - timedelta(hours=1))
 
 
+def storage_of(backend: Any, token: str) -> str:
+    """The key a file's chunks are stored under, from its record (``dfc:<token>:m``)."""
+    data = SimpleCache.get(backend, f"dfc:{token}:m") if isinstance(backend, SimpleCache) else None
+    if data is None:
+        data = backend.get(f"dfc:{token}:m")
+    return str(json.loads(data)["storage"]) if data is not None else token
+
+
 def chunk_keys(backend: Any, token: str, count: int) -> list[str]:
-    return [k for k in (f"dfc:{token}:{i}" for i in range(count)) if backend.get(k) is not None]
+    storage = storage_of(backend, token)
+    return [k for k in (f"dfc:{storage}:{i}" for i in range(count)) if backend.get(k) is not None]
 
 
 # -- 1. HEAD -------------------------------------------------------------------------------------
@@ -283,10 +293,14 @@ def test_if_range_is_honoured(served: Served) -> None:
 
 def test_etag_is_stable_per_token_and_differs_between_files(served: Served) -> None:
     url = served.register(DATA)
-    other = served.register(DATA)  # same content, another registration
+    again = served.register(DATA)  # same content and options: the same URL, stored once
+    other = served.register(DATA[:-1])  # other content
+    renamed = served.register(DATA, filename="renamed.bin")  # other options
     tags = {served.client.get(url).headers["ETag"] for _ in range(3)}
     assert tags == {f'"{token_of(url)}"'}
-    assert served.client.get(other).headers["ETag"] != tags.pop()
+    assert again == url
+    assert served.client.get(other).headers["ETag"] not in tags
+    assert served.client.get(renamed).headers["ETag"] not in tags
 
 
 @pytest.mark.parametrize("form", ["{tag}", "W/{tag}", "*", '"other", {tag}', '"a","b" , {tag}'])
@@ -345,11 +359,14 @@ def test_cache_control_is_private_with_the_remaining_lifetime(
     served = make_served(timeout=600)
     now = time.time()
     url = served.register(DATA)
-    assert served.client.get(url).headers["Cache-Control"] in {"private, max-age=600", "private, max-age=599"}
+    assert served.client.get(url).headers["Cache-Control"] in {
+        "private, max-age=600, immutable",
+        "private, max-age=599, immutable",
+    }
     monkeypatch.setattr(time, "time", lambda: now + 100)
-    assert served.client.get(url).headers["Cache-Control"] == "private, max-age=500"
+    assert served.client.get(url).headers["Cache-Control"] == "private, max-age=500, immutable"
     partial = served.client.get(url, headers={"Range": "bytes=0-9"})
-    assert partial.headers["Cache-Control"] == "private, max-age=500"
+    assert partial.headers["Cache-Control"] == "private, max-age=500, immutable"
 
 
 def test_cache_control_without_expiry_and_for_one_time_files(make_served: ServeFactory) -> None:
@@ -588,7 +605,9 @@ def record_sets(backend: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def assert_nothing_left(backend: Any, keys: list[str]) -> None:
-    left = [k for k in keys if backend.get(k) is not None or backend.has(k)]
+    """None of ``keys`` is left but the store's own state (its token key and its ledger)."""
+    files = [k for k in keys if not k.endswith((":hmac-key", ":ledger"))]
+    left = [k for k in files if backend.get(k) is not None or backend.has(k)]
     assert left == []
 
 
@@ -722,7 +741,7 @@ def test_expired_file_is_404(make_served: ServeFactory, monkeypatch: pytest.Monk
 
 
 def _drop_chunk(served: Served, url: str, index: int) -> None:
-    key = f"dfc:{token_of(url)}:{index}"
+    key = f"dfc:{storage_of(served.backend, token_of(url))}:{index}"
     assert served.backend.get(key) is not None
     served.backend.delete(key)
 
@@ -752,7 +771,7 @@ def test_chunk_missing_mid_stream_aborts_the_transfer(served: Served) -> None:
 
 def test_truncated_chunk_is_never_served(served: Served) -> None:
     url = served.register(DATA)
-    served.backend.set(f"dfc:{token_of(url)}:3", DATA[3 * CHUNK : 3 * CHUNK + 10])
+    served.backend.set(f"dfc:{storage_of(served.backend, token_of(url))}:3", DATA[3 * CHUNK : 3 * CHUNK + 10])
     with pytest.raises(ContentMissingError, match="chunk 3 of 5"):
         served.client.get(url).get_data()
     assert_plain_error(served.client.get(url, headers={"Range": "bytes=-1000"}), 410)  # starts in chunk 3

@@ -11,7 +11,7 @@ import pytest
 from cachelib import SimpleCache
 
 from dfc_transform import FileService
-from dfc_transform.store import TOKEN_LENGTH, FileRecord, _dump_record, is_token, new_token
+from dfc_transform.records import TOKEN_LENGTH, FileRecord, dump_record, is_token, new_token
 from dfc_transform.values import FileOptions
 
 RECORD = FileRecord(
@@ -33,7 +33,7 @@ RECORD = FileRecord(
 
 
 def test_record_json_is_asdict() -> None:
-    dumped = _dump_record(RECORD)
+    dumped = dump_record(RECORD)
     assert json.loads(dumped) == dataclasses.asdict(RECORD)
     assert list(json.loads(dumped)) == [f.name for f in dataclasses.fields(FileRecord)]
     assert FileRecord(**json.loads(dumped)) == RECORD

@@ -20,7 +20,7 @@ from flask import Flask
 from flask_caching import Cache
 
 from dfc_transform import FileOutput, FileServeTransform, FileService
-from dfc_transform.store import default_cache_dir
+from dfc_transform.backends import default_cache_dir
 
 from .conftest import DashClient, inp, out
 
@@ -203,9 +203,9 @@ def test_content_is_stored_in_chunks(backend: Any, size: int) -> None:
     data = os.urandom(size)
     record = service.add(data, service_options())
     for i in range(record.chunk_count):
-        chunk = backend.get(f"dfc:{record.token}:{i}")
+        chunk = backend.get(f"dfc:{record.storage}:{i}")
         assert chunk == data[i * 4096 : (i + 1) * 4096]
-    assert backend.get(f"dfc:{record.token}:{record.chunk_count}") is None
+    assert backend.get(f"dfc:{record.storage}:{record.chunk_count}") is None
     assert flask_app.test_client().get(service.url_for(record)).data == data
 
 
@@ -243,8 +243,9 @@ def test_default_store_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     service = FileService()
     assert isinstance(service.backend, FileSystemCache)
     url = service.register(b"in the default store")
-    token = url.split("/")[2]
-    assert service.backend.get(f"dfc:{token}:0") == b"in the default store"
+    record = service.store.get(url.split("/")[2])
+    assert record is not None
+    assert service.backend.get(f"dfc:{record.storage}:0") == b"in the default store"
     assert (tmp_path / "elsewhere").is_dir()
     assert (tmp_path / "elsewhere").stat().st_mode & 0o777 == 0o700
 

@@ -1,0 +1,103 @@
+"""The metadata record of a stored file, its token, and how both are written.
+
+A record is JSON bytes, never a pickled object: every backend keeps bytes as they
+are, and nothing read back from a backend is ever unpickled by us.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["FileRecord", "content_token", "dump_record", "is_token", "load_record", "new_token"]
+
+#: 16 bytes: 128 bits, 22 URL-safe characters.
+TOKEN_BYTES = 16
+TOKEN_LENGTH = 22
+_TOKEN_SHAPE = re.compile(f"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """The metadata of one registered file. Contents never change under a token."""
+
+    token: str
+    size: int
+    chunk_size: int
+    mime_type: str
+    filename: str
+    download: bool
+    one_time: bool
+    sandbox: bool
+    created: float
+    #: Unix time after which the file is gone; ``None``: kept until evicted.
+    expires: float | None
+    #: Set for path values: served from this file where it is visible and unchanged.
+    path: str | None = None
+    path_host: str | None = None
+    path_mtime_ns: int | None = None
+    #: ``False`` for paths served by reference only: no chunks in the backend.
+    chunked: bool = True
+    #: A one-time file after its transfer: answered with 410 until it expires.
+    consumed: bool = False
+    #: For a private file: the hash of the session id that may open it (see :mod:`.session`).
+    owner: str | None = None
+    #: The key the chunks are stored under; empty: the token (files of the first round).
+    storage: str = ""
+
+    @property
+    def chunk_count(self) -> int:
+        return -(-self.size // self.chunk_size)
+
+    @property
+    def chunks_key(self) -> str:
+        """What the chunk keys derive from."""
+        return self.storage or self.token
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(FileRecord))
+
+
+def new_token() -> str:
+    """A random token (also used for storage keys)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def content_token(key: bytes, digest: bytes, record: FileRecord) -> str:
+    """The token of content with ``digest`` served as ``record`` says: an HMAC under ``key``.
+
+    The same content with the same options gets the same token in every process that
+    shares the key; without the key and the content, it cannot be guessed.
+    """
+    served_as = [record.filename, record.mime_type, record.download, record.sandbox, record.owner]
+    message = digest + json.dumps(served_as, separators=(",", ":")).encode()
+    mac = hmac.new(key, message, hashlib.sha256).digest()[:TOKEN_BYTES]
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
+def is_token(text: str) -> bool:
+    """Tell whether ``text`` has the shape of a token (cheap, before any backend call)."""
+    return _TOKEN_SHAPE.fullmatch(text) is not None
+
+
+def dump_record(record: FileRecord) -> bytes:
+    # JSON bytes rather than a dict: every backend keeps bytes as they are (chunks rely on it),
+    # whereas a dict depends on the client's serialiser: pymemcache without a serde stores
+    # str(dict) and hands back bytes, and every file would then be a 404.
+    # The flat dict asdict() would make, without its deep copies (half of a small registration).
+    flat = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    return json.dumps(flat, separators=(",", ":")).encode()
+
+
+def load_record(data: Any) -> FileRecord | None:
+    """The record in ``data``, or ``None`` for anything else (missing, foreign, damaged)."""
+    try:
+        return FileRecord(**json.loads(data))
+    except (TypeError, ValueError):
+        return None

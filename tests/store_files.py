@@ -1,0 +1,19 @@
+"""What a store directory holds for files, less the store's own state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dfc_transform.backends import BytesFileSystemCache
+
+
+def file_entries(store: Path, namespace: str = "") -> list[str]:
+    """The entries of ``<store>/files`` but the store's token key and ledger, which stay."""
+    files = store / "files"
+    if not files.is_dir():
+        return []
+    cache = BytesFileSystemCache(str(files), threshold=0)
+    prefix = f"dfc:{namespace}:" if namespace else "dfc:"
+    state = {os.path.basename(cache._get_filename(prefix + key)) for key in ("hmac-key", "ledger")}
+    return sorted(name for name in os.listdir(files) if name not in state)
