@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from dash import ALL, ALLSMALLER, Output
 
 from .callbacks import has_wildcard
-from .values import FileOptions
+from .options import OptionArgs, options_from
 
 __all__ = ["FileOutput"]
 
@@ -28,14 +28,12 @@ class FileOutput(Output):
         component_property: str,
         *,
         allow_duplicate: bool = False,
-        filename: str | None = None,
-        mime_type: str | None = None,
-        download: bool = False,
-        one_time: bool = False,
-        sandbox: bool = True,
+        **options: Unpack[OptionArgs],
     ) -> None:
         super().__init__(component_id, component_property, allow_duplicate)
-        self.file_options = FileOptions(filename, mime_type, download, one_time, sandbox)
+        self.file_options = options_from(
+            dict(options), f"FileOutput({component_id!r}, {component_property!r})"
+        )
         #: Set by the FileServeTransform that takes charge of the callback. One that Dash
         #: registers unset was registered around the transform (see :func:`.apps.refuse_unhandled`).
         self.handled = False

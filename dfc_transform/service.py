@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import quote
 
 from flask import Flask, has_request_context, request
@@ -38,21 +38,36 @@ from .naming import (
     normalize_mime_type,
     safe_filename,
 )
+from .options import DEFAULTS, FileOptions, OptionArgs, options_from
 from .records import FileRecord, is_token, new_token
 from .store import ChunkStore
-from .values import File, FileOptions, Source, to_source
+from .values import File, Source, to_source
 
-__all__ = ["FileService", "Stats"]
+__all__ = ["FileService", "Settings", "Stats"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 3600
-_DEFAULTS = FileOptions(download=False, one_time=False, sandbox=True, private=False)
 _SHARED_BACKEND_ADVICE = (
     "use a backend that all processes share: the default store (FileServeTransform() without a "
     "backend), cachelib.FileSystemCache(dir, threshold=0) on one host, or cachelib.RedisCache across hosts"
 )
 _SENDFILE_HEADERS = ("X-Sendfile", "X-Accel-Redirect")
+
+
+class Settings(TypedDict, total=False):
+    """The keyword arguments of :class:`FileService` (and ``FileServeTransform``), for type checkers."""
+
+    timeout: int
+    chunk_size: int | None
+    max_size: int | None
+    max_total_size: int | None
+    copy_paths: bool | None
+    private: bool
+    namespace: str | None
+    sendfile_header: str | None
+    sendfile_prefix: str
+    on_event: Iterable[Hook]
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,10 @@ class FileService:
         self.timeout = timeout
         self.max_size = max_size
         self.max_total_size = max_total_size
-        self.defaults = FileOptions(private=private).over(_DEFAULTS)
+        #: The options of files that set none (see :mod:`dfc_transform.options`).
+        self.defaults = FileOptions(private=private).over(DEFAULTS)
+        #: Whether files bound to a browser session are made here (then pages set the cookie).
+        self.uses_private = private
         self.sendfile_header = sendfile_header
         self.sendfile_prefix = sendfile_prefix
         #: Counts what happens to files and hands it to the hooks (see :mod:`dfc_transform.events`).
@@ -193,8 +211,7 @@ class FileService:
         )
         for rule in (url_prefix, url_prefix + "/"):
             app.add_url_rule(rule, endpoint=f"{endpoint}_none", view_func=_no_file, methods=["GET", "HEAD"])
-        if session.set_cookie_if_missing not in app.after_request_funcs.get(None, []):
-            app.after_request(session.set_cookie_if_missing)  # once, whatever the services
+        session.install(app, lambda: self.uses_private)
         self._route_path = url_prefix + "/"
         self.adopt(app, url_prefix)
 
@@ -217,20 +234,13 @@ class FileService:
             sendfile_prefix=self.sendfile_prefix,
         )
 
-    def register(
-        self,
-        value: Any,
-        *,
-        filename: str | None = None,
-        mime_type: str | None = None,
-        download: bool | None = None,
-        one_time: bool | None = None,
-        sandbox: bool | None = None,
-        private: bool | None = None,
-    ) -> str:
-        """Store ``value`` (anything a ``FileOutput`` accepts) and return its URL."""
-        options = FileOptions(filename, mime_type, download, one_time, sandbox, private)
-        return self.url_for(self.add(value, options))
+    def register(self, value: Any, **options: Unpack[OptionArgs]) -> str:
+        """Store ``value`` (anything a ``FileOutput`` accepts) and return its URL.
+
+        The options (``filename``, ``mime_type``, ``download``, ``one_time``, ``sandbox``,
+        ``private``) are described in :class:`~dfc_transform.options.FileOptions`.
+        """
+        return self.url_for(self.add(value, options_from(dict(options), "register()")))
 
     def add(self, value: Any, options: FileOptions, *, where: str = "") -> FileRecord:
         """Store ``value`` with ``options`` (a :class:`File` may override them); return the record.
@@ -289,7 +299,7 @@ class FileService:
             sandbox=bool(opts.sandbox),
             created=now,
             expires=now + self.timeout if self.timeout else None,
-            owner=session.current_owner() if opts.private else None,
+            owner=self._owner() if opts.private else None,
         )
 
     def remove(self, url_or_token: str) -> bool:
@@ -306,6 +316,10 @@ class FileService:
         process saw happen (counts of each event kind)."""
         files, size = self.store.ledger.totals()
         return Stats(files=files, bytes=size, events=self.events.counts())
+
+    def _owner(self) -> str:
+        self.uses_private = True
+        return session.current_owner()
 
     def purge_expired(self) -> int:
         """Remove every file whose time is over, now; return how many were removed.

@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from typing import Any
 
-from flask import after_this_request, g, has_request_context, request
+from flask import Flask, after_this_request, g, has_request_context, request
 from werkzeug.wrappers import Request, Response
 
 from .exc import FileServeError
 
-__all__ = ["COOKIE", "current_owner", "may_open", "set_cookie_if_missing"]
+__all__ = ["COOKIE", "current_owner", "install", "may_open"]
 
 #: The cookie that carries the session id.
 COOKIE = "dfc_session"
@@ -67,19 +68,29 @@ def current_owner() -> str:
     return _digest(session_id)
 
 
-def set_cookie_if_missing(response: Response) -> Response:
-    """``after_request`` hook: give a browser its session id on the page it loads first.
+def install(app: Flask, wanted: Callable[[], bool]) -> None:
+    """Give browsers of ``app`` their session id on the page they load first, when ``wanted()``.
 
     Background callbacks need the cookie before their job starts: they cannot set one.
+    ``wanted`` says whether private files are in use (the cookie is set for them only);
+    several services or transforms on one app share one hook.
     """
-    if (
-        has_request_context()
-        and COOKIE not in request.cookies
-        and "dfc_session_id" not in g
-        and response.mimetype == "text/html"
-    ):
-        _set_cookie(response, secrets.token_urlsafe(16))
-    return response
+    askers: list[Callable[[], bool]] = app.extensions.setdefault("dfc_transform.session", [])
+    askers.append(wanted)
+    if len(askers) > 1:
+        return
+
+    def set_cookie_if_missing(response: Response) -> Response:
+        if (
+            response.mimetype == "text/html"
+            and COOKIE not in request.cookies
+            and "dfc_session_id" not in g
+            and any(ask() for ask in askers)
+        ):
+            _set_cookie(response, secrets.token_urlsafe(16))
+        return response
+
+    app.after_request(set_cookie_if_missing)
 
 
 def _set_cookie(response: Response, session_id: str) -> None:

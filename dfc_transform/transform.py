@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any
+from typing import Any, Unpack
 
 import dash
 from dash import MATCH, Output
@@ -26,7 +26,8 @@ from flask import Flask, has_request_context, request
 from flask import Response as FlaskResponse
 from werkzeug.wrappers import Response
 
-from . import apps, route
+from . import apps, route, session
+from .backends import CacheLike
 from .callbacks import (
     MARK,
     Plan,
@@ -40,10 +41,9 @@ from .callbacks import (
 )
 from .download import DOWNLOAD_PROPERTY, Downloads, companion_id, payload
 from .exc import FileServeError, UnsupportedValueError
+from .options import FileOptions, OptionArgs
 from .output import FileOutput
-from .service import _SHARED_BACKEND_ADVICE, DEFAULT_TIMEOUT, FileService
-from .store import CacheLike
-from .values import FileOptions
+from .service import _SHARED_BACKEND_ADVICE, FileService, Settings, Stats
 
 __all__ = ["FileOutput", "FileServeTransform"]
 
@@ -59,26 +59,15 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
 
     :param backend: a ``cachelib.BaseCache`` or ``flask_caching.Cache``; ``None``
         for the default ``FileSystemCache`` shared by all processes on this host.
-    :param timeout: seconds a file stays available after it was returned.
-    :param chunk_size: bytes per stored chunk (default 1 MiB, 512 KiB on memcached).
-    :param max_size: largest file accepted, in bytes; ``None`` for no cap.
-    :param copy_paths: see :class:`~dfc_transform.FileService`.
+    :param settings: those of :class:`~dfc_transform.FileService` (``timeout``,
+        ``max_size``, ``max_total_size``, ``private``, ``chunk_size``, ``copy_paths``,
+        ``namespace``, ``sendfile_header``, ``sendfile_prefix``, ``on_event``), passed on.
     """
 
-    def __init__(
-        self,
-        backend: CacheLike | None = None,
-        *,
-        timeout: int = DEFAULT_TIMEOUT,
-        chunk_size: int | None = None,
-        max_size: int | None = None,
-        copy_paths: bool | None = None,
-    ) -> None:
+    def __init__(self, backend: CacheLike | None = None, **settings: Unpack[Settings]) -> None:
         super().__init__()
         #: The store and route this transform uses.
-        self.service = FileService(
-            backend, timeout=timeout, chunk_size=chunk_size, max_size=max_size, copy_paths=copy_paths
-        )
+        self.service = FileService(backend, **settings)
         self._app: dash.Dash | None = None
         self._serving_pid: int | None = None
         self._downloads = Downloads()
@@ -89,27 +78,23 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         # DataclassTransform would turn into a dict), and they see URLs.
         return -1
 
-    def register(
-        self,
-        value: Any,
-        *,
-        filename: str | None = None,
-        mime_type: str | None = None,
-        download: bool = False,
-        one_time: bool = False,
-        sandbox: bool = True,
-    ) -> str:
+    def register(self, value: Any, **options: Unpack[OptionArgs]) -> str:
         """Store ``value`` and return its URL; usable in any request of the app
-        (a Flask route, a callback that uses ``set_props``)."""
+        (a Flask route, a callback that uses ``set_props``). Options as for ``FileOutput``."""
         self._ensure_bound()
-        return self.service.register(
-            value,
-            filename=filename,
-            mime_type=mime_type,
-            download=download,
-            one_time=one_time,
-            sandbox=sandbox,
-        )
+        return self.service.register(value, **options)
+
+    def remove(self, url_or_token: str) -> bool:
+        """Remove a file now (see :meth:`FileService.remove`)."""
+        return self.service.remove(url_or_token)
+
+    def purge_expired(self) -> int:
+        """Remove every file whose time is over (see :meth:`FileService.purge_expired`)."""
+        return self.service.purge_expired()
+
+    def stats(self) -> Stats:
+        """What the store holds and what happened (see :meth:`FileService.stats`)."""
+        return self.service.stats()
 
     def bind(self, app: dash.Dash) -> None:
         """Attach this transform to its app (done for you at the app's first request).
@@ -128,6 +113,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         self._app = app
         self._serving_pid = os.getpid()
         self.service.url_base = app.get_relative_path(f"/{route.ROUTE_NAME}/")
+        self.service.adopt(app.server, app.config.requests_pathname_prefix)
         _warn_on_unshared_secret(app)
 
     def _ensure_bound(self) -> None:
@@ -157,6 +143,8 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             for output in callback.outputs:
                 if isinstance(output, FileOutput):
                     output.handled = True
+                    if output.file_options.private:
+                        self.service.uses_private = True  # pages then give browsers a session
             if plan.companion is not None:
                 self._downloads.add_companion(plan.companion)
         return callbacks
@@ -179,6 +167,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             )
             logger.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
+        self._check_result_cache(callback, name)
         if not any(o.component_property == DOWNLOAD_PROPERTY for o in files):
             return Plan(name, spec, single, owner=self)
         outputs = list(callback.outputs)
@@ -190,6 +179,24 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             return Plan(name, spec, single, companion, None, owner=self)
         key = callback.outputs.append(Output(companion, "data"))
         return Plan(name, spec, single, companion, key, owner=self)
+
+    def _check_result_cache(self, callback: Any, name: str) -> None:
+        """Warn when a background manager caches results (URLs) longer than files live."""
+        manager = callback.kwargs.get("manager") or callback.kwargs.get("background_callback_manager")
+        if manager is None and self._app is not None:
+            manager = getattr(self._app, "_background_manager", None)
+        expire = getattr(manager, "expire", None)
+        timeout = self.service.timeout
+        if not callback.kwargs.get("background") or not expire or not timeout or expire <= timeout:
+            return
+        message = (
+            f"callback {name} is a background callback whose manager caches results for {expire} s "
+            f"(expire=), longer than files live ({timeout} s, the transform's timeout): a cached "
+            "result would hand back a URL that answers 404; give the manager an expire no longer "
+            "than the timeout, or the transform a longer timeout"
+        )
+        logger.warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def transform_layout(self, layout: Any) -> None:
         self._downloads.add_to_layout(layout)
@@ -371,3 +378,9 @@ def _set_up(app: dash.Dash) -> None:
 
     server.before_request(bind)
     server.after_request(check)
+
+    def uses_private() -> bool:
+        transform = _transform_of(app)
+        return transform is not None and transform.service.uses_private
+
+    session.install(server, uses_private)

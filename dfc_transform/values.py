@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from .exc import MissingPathError, UnsupportedValueError
+from .options import FileOptions, OptionArgs, options_from
 
 __all__ = ["ACCEPTED", "File", "FileOptions", "Source", "to_source"]
 
@@ -21,44 +22,6 @@ ACCEPTED = (
     "bytes, bytearray, memoryview, io.BytesIO, io.StringIO, a binary file object, "
     "a str or os.PathLike path to an existing file, File(...), None or dash.no_update"
 )
-
-
-@dataclass(frozen=True)
-class FileOptions:
-    """How one file is served. ``None`` means "not set here": the next level decides.
-
-    The levels, most specific first: :class:`File`, then the ``FileOutput`` or
-    ``register()`` call, then the service's defaults.
-    """
-
-    #: Name shown in the URL and offered when saving; derived when ``None``.
-    filename: str | None = None
-    #: ``Content-Type``; from ``filename`` when ``None``, else ``application/octet-stream``.
-    mime_type: str | None = None
-    #: ``True`` for ``Content-Disposition: attachment`` (a download), else inline.
-    download: bool | None = None
-    #: ``True`` to remove the file after its first complete transfer.
-    one_time: bool | None = None
-    #: ``False`` lifts ``Content-Security-Policy: sandbox`` from types that are not known
-    #: to be inert (HTML, SVG, XML, ...). Only for content you trust: script in it runs
-    #: with the app's origin.
-    sandbox: bool | None = None
-    #: ``True``: the URL opens only in the browser session that caused it (see
-    #: :mod:`dfc_transform.session`); to anyone else it is a 404.
-    private: bool | None = None
-
-    def over(self, defaults: FileOptions) -> FileOptions:
-        """These options, with unset ones taken from ``defaults``."""
-        # Field by field rather than with dataclasses.replace(), which showed in profiles of
-        # small registrations: this runs for every file a callback returns.
-        values = []
-        for name in _OPTION_NAMES:
-            mine = getattr(self, name)
-            values.append(getattr(defaults, name) if mine is None else mine)
-        return FileOptions(*values)
-
-
-_OPTION_NAMES = tuple(f.name for f in fields(FileOptions))
 
 
 @dataclass(frozen=True, init=False)
@@ -71,22 +34,11 @@ class File:
     data: Any
     options: FileOptions
 
-    def __init__(
-        self,
-        data: Any,
-        *,
-        filename: str | None = None,
-        mime_type: str | None = None,
-        download: bool | None = None,
-        one_time: bool | None = None,
-        sandbox: bool | None = None,
-        private: bool | None = None,
-    ) -> None:
+    def __init__(self, data: Any, **options: Unpack[OptionArgs]) -> None:
         if isinstance(data, File):
             raise UnsupportedValueError("File(...) cannot wrap another File(...)")
         object.__setattr__(self, "data", data)
-        opts = FileOptions(filename, mime_type, download, one_time, sandbox, private)
-        object.__setattr__(self, "options", opts)
+        object.__setattr__(self, "options", options_from(dict(options), "File(...)"))
 
 
 @dataclass(frozen=True)

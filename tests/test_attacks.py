@@ -247,11 +247,29 @@ def test_a_private_file_needs_a_session_outside_requests() -> None:
 
 
 def test_the_page_sets_the_session_cookie_for_later_background_callbacks() -> None:
-    service = FileService()
-    app = _app("page", service)
+    public, private = FileService(), FileService(private=True)
+    for service, sets_cookie in ((public, False), (private, True)):
+        app = _app(f"page-{sets_cookie}", service)
+        app.add_url_rule("/", "page", lambda: "<html></html>")
+        app.add_url_rule("/data", "data", lambda: {"json": True})
+        cookies = app.test_client().get("/").headers.getlist("Set-Cookie")
+        # Only where private files are made, and on pages only.
+        assert any(c.startswith(f"{COOKIE}=") for c in cookies) is sets_cookie
+        assert app.test_client().get("/data").headers.getlist("Set-Cookie") == []
+    # A service that made one private file (not by default) starts setting it too.
+    app = _app("page-later", public)
+    app.add_url_rule("/", "page", lambda: "<html></html>")
+    _register(app, public, b"x", private=True)
+    assert any(c.startswith(f"{COOKIE}=") for c in app.test_client().get("/").headers.getlist("Set-Cookie"))
+
+
+def test_two_services_on_one_app_set_one_cookie() -> None:
+    app = Flask("two-services")
+    FileService(private=True).init_app(app)
+    FileService(private=True).init_app(app, url_prefix="/other-files", endpoint="other")
     app.add_url_rule("/", view_func=lambda: "<html></html>")
-    cookies = app.test_client().get("/").headers.getlist("Set-Cookie")
-    assert any(c.startswith(f"{COOKIE}=") for c in cookies)
+    cookies = [c for c in app.test_client().get("/").headers.getlist("Set-Cookie") if c.startswith(COOKIE)]
+    assert len(cookies) == 1
 
 
 def test_a_private_url_opens_in_another_process_of_the_same_app(tmp_path: Path) -> None:
