@@ -190,6 +190,48 @@ class ChunkStore:
         self.events.emit("registered", token=record.token, filename=record.filename, size=record.size)
         return record
 
+    # -- writing in parts (uploads) ------------------------------------------------
+
+    def begin_parts(self, storage: str, chunk_count: int, expires: float | None) -> None:
+        """Start a file of ``chunk_count`` chunks written in parts under ``storage``.
+
+        The sweep removes it if it is never completed (noted for ``expires``); its chunks
+        may arrive in any order, so their count is kept for removing them.
+        """
+        self._note_expiry(storage, expires)
+        self._set(self._key(storage, "n"), str(chunk_count).encode("ascii"), self._chunk_timeout)
+
+    def write_chunk(self, storage: str, index: int, data: bytes) -> None:
+        """Write chunk ``index`` of a file written in parts, counted against the byte budget.
+
+        Every chunk but the last must be exactly ``chunk_size`` bytes; chunks may come in
+        any order, from any process, and writing one again replaces it.
+        """
+        if len(data) > self.chunk_size:
+            raise ValueError(f"a chunk holds at most {self.chunk_size} bytes, got {len(data)}")
+        self.ledger.reserve(storage, len(data), self._evict)
+        self._set(self._key(storage, index), data, self._chunk_timeout)
+
+    def has_chunk(self, storage: str, index: int) -> bool:
+        """Whether chunk ``index`` of ``storage`` is stored."""
+        return bool(self._call(self.backend.has, self._key(storage, index)))
+
+    def complete_parts(self, record: FileRecord) -> FileRecord:
+        """Make the file whose chunks are all under ``record.storage`` a stored file like any other.
+
+        ``record`` is complete: its token (a fresh one: the content was never seen whole),
+        storage, size and chunk size.
+        """
+        for index in range(record.chunk_count):
+            if not self.has_chunk(record.storage, index):
+                raise ContentMissingError(f"chunk {index} of {record.chunk_count} was never written")
+        return self._finish(record, record.storage)
+
+    def abort_parts(self, storage: str) -> None:
+        """Remove what was written of an unfinished file."""
+        self._purge_keys(storage, None)
+        self.ledger.drop(storage)
+
     def renew(self, token: str, wanted: FileRecord) -> FileRecord | None:
         """If ``token`` is stored and intact, push back its expiry and return it; else ``None``."""
         if wanted.one_time:
@@ -397,10 +439,16 @@ class ChunkStore:
     def _purge_keys(self, storage: str, count: int | None) -> None:
         """Delete the chunks of ``storage``: ``count`` of them, or as many as there are.
 
-        Chunks are written in order, so those of an interrupted write are a prefix. Keys
-        have no time-to-live where a journal sweeps them, so has() tells the truth there.
-        Bounded, should a backend answer has() wrongly: 2**20 chunks are a TiB.
+        Chunks are written in order, so those of an interrupted write are a prefix; a file
+        written in parts, in any order, has its count stored. Keys have no time-to-live where
+        a journal sweeps them, so has() tells the truth there. Bounded, should a backend answer
+        has() wrongly: 2**20 chunks are a TiB.
         """
+        if count is None:
+            stored = self._call(self.backend.get, self._key(storage, "n"))
+            if isinstance(stored, bytes) and stored.isdigit():
+                count = int(stored)
+                self._call(self.backend.delete, self._key(storage, "n"))
         index = 0
         while index < 2**20 and (
             (count is not None and index < count)
