@@ -37,7 +37,7 @@ from werkzeug.wrappers import Response
 
 from dfc_transform import FileOutput, FileServeTransform, FileService
 
-from .served import VARIANTS
+from .served import OUR_PREFIXES, VARIANTS
 
 MIME = "application/octet-stream"
 
@@ -121,12 +121,9 @@ def register() -> dict[str, Any]:
 def forget() -> dict[str, Any]:
     """Remove one of our files, as its expiry would (keeps Redis and the store small between sizes)."""
     url = request.args["url"]
-    for service, prefix in ((transform.service, "/_dash-files/"), (redis_service, "/_redis-files/")):
-        if url.startswith(prefix):
-            record = service.store.get(url[len(prefix) :].partition("/")[0])
-            if record is not None:
-                service.store.delete(record)
-    return {"ok": True}
+    services = dict(zip(OUR_PREFIXES, (transform.service, redis_service), strict=True))
+    service = next((s for prefix, s in services.items() if url.startswith(prefix)), None)
+    return {"removed": service is not None and service.remove(url)}
 
 
 @server.get("/bench/send_file/<name>")

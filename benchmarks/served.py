@@ -39,6 +39,8 @@ VARIANTS = {
     "dfc-file": "memory",
     "send_file": "path",
 }
+#: Where the URLs of our files start (see ``/bench/forget`` in :mod:`benchmarks.app`).
+OUR_PREFIXES = ("/_dash-files/", "/_redis-files/")
 
 
 class Gunicorn:
@@ -203,8 +205,12 @@ def _end_to_end_once(port: int, mode: str, size: int, n: int, *, check: str | No
 
 
 def _forget(port: int, url: str | None) -> None:
-    if url is not None:
-        get_json(port, f"/bench/forget?url={quote(url, safe='')}", method="POST")
+    """Remove one of our files through ``FileService.remove`` (other variants' URLs are left alone)."""
+    if url is None:
+        return
+    removed = get_json(port, f"/bench/forget?url={quote(url, safe='')}", method="POST")["removed"]
+    if url.startswith(OUR_PREFIXES) and not removed:
+        raise RuntimeError(f"FileService.remove did not find {url}")
 
 
 def end_to_end(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,20 @@ def make_backend(kind: str, tmp_path: Path) -> Any:
 @pytest.fixture(params=LOCAL_BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     return make_backend(request.param, tmp_path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tools_of_this_interpreter() -> Iterator[None]:
+    """Put the folder of ``sys.executable`` first on PATH for the whole session.
+
+    The suite may run from a virtual environment that was never activated (``.venv/bin/python -m
+    pytest``): a tool found on PATH by name (``celery``, ``gunicorn``) would then be another
+    interpreter's, importing another copy of the package. Tests start tools as
+    ``[sys.executable, "-m", name]`` (:func:`tests.servers.python_tool`); this covers the rest.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-__all__ = ["MemcachedServer", "RedisServer", "ServerError", "free_port"]
+__all__ = ["MemcachedServer", "RedisServer", "ServerError", "free_port", "python_tool"]
 
 HOST = "127.0.0.1"
 #: How long a server may take to answer after it was started.
@@ -28,6 +29,15 @@ PORT_ATTEMPTS = 3
 
 class ServerError(RuntimeError):
     """A test server could not be started."""
+
+
+def python_tool(module: str) -> list[str]:
+    """The command that runs ``module``'s command-line tool (``celery``, ``gunicorn``) with this interpreter.
+
+    ``[sys.executable, "-m", module]``: the tool of the environment that runs the tests, even when that
+    environment's ``bin/`` is not on PATH, never another interpreter's copy found by name.
+    """
+    return [sys.executable, "-m", module]
 
 
 def free_port() -> int:
