@@ -74,7 +74,7 @@ class ExpiryJournal:
 
     def note(self, name: str, expires: float) -> None:
         """Remember that the file ``name`` expires at ``expires`` (Unix time)."""
-        self._append(int(expires // BUCKET_SECONDS), f"{name} {int(expires) + 1}")
+        self._append(int(expires // BUCKET_SECONDS), f"{name} {expires:.3f}")
 
     def sweep_due(
         self,
@@ -106,8 +106,7 @@ class ExpiryJournal:
                 continue  # nothing in it has expired long enough
             for entry in self._take(bucket):
                 name, _, expires = entry.partition(" ")
-                # Entries of the first round have no expiry: their bucket's end is theirs.
-                due = int(expires) if expires.isdigit() else (bucket + 1) * BUCKET_SECONDS
+                due = _float(expires, default=(bucket + 1) * BUCKET_SECONDS)
                 if due + grace <= now:
                     purged += purge(name, due)
                 else:
@@ -126,6 +125,14 @@ class ExpiryJournal:
     def _take(self, bucket: int) -> Iterable[str]:
         """Remove a bucket and return its entries; only one caller gets them."""
         raise NotImplementedError
+
+
+def _float(text: str, *, default: float) -> float:
+    """An entry's expiry; entries of the first round have none: their bucket's end is theirs."""
+    try:
+        return float(text)
+    except ValueError:
+        return default
 
 
 class MemoryJournal(ExpiryJournal):

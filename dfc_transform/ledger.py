@@ -70,6 +70,10 @@ class Ledger:
         files = sum(1 for name in live if not name.startswith(_RESERVED))
         return files, sum(int(e[0]) for e in live.values())
 
+    def tokens(self) -> list[str]:
+        """The tokens of the files held now (expired ones included, until they are swept)."""
+        return [name for name in self._load() if not name.startswith(_RESERVED)]
+
     # -- writing ----------------------------------------------------------------------
 
     def reserve(self, storage: str, nbytes: int, evict: Evict) -> None:

@@ -317,6 +317,14 @@ class FileService:
         files, size = self.store.ledger.totals()
         return Stats(files=files, bytes=size, events=self.events.counts())
 
+    def clear(self) -> int:
+        """Remove every file of this store (of its namespace), whatever its expiry; return how many.
+
+        Files being written, and any the ledger lost track of, are swept from the journal too.
+        """
+        swept = self.store.sweep(force=True, now=float("inf"), grace=0)
+        return swept + sum(self.store.remove(token) for token in self.store.ledger.tokens())
+
     def _owner(self) -> str:
         self.uses_private = True
         return session.current_owner()

@@ -417,6 +417,7 @@ class ChunkStore:
             return False
         if record is None or record.chunks_key == storage:
             store._purge(token, storage)
+            store.ledger.drop(token)
             if namespace == self.namespace and record is not None:
                 self.events.emit("removed", token=token, filename=record.filename, detail="expired")
         else:
@@ -518,7 +519,7 @@ def _add_or_set(backend: Any) -> Callable[..., Any]:
 
 def _due(record: FileRecord, noted: float) -> bool:
     """Whether ``record`` expires when its journal entry said (not renewed since)."""
-    return record.expires is not None and record.expires <= noted
+    return record.expires is not None and record.expires <= noted + 0.001  # noted to the millisecond
 
 
 def _path_identity(record: FileRecord) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import os
 import threading
 import time
@@ -31,7 +32,7 @@ from werkzeug.serving import make_server
 
 from dfc_transform import FileService
 from dfc_transform.backends import DEFAULT_CHUNK_SIZE, MEMCACHED_CHUNK_SIZE
-from dfc_transform.exc import BackendUnavailableError
+from dfc_transform.exc import BackendUnavailableError, FileTooLargeError
 from dfc_transform.records import FileRecord
 
 from .servers import MemcachedServer, RedisServer
@@ -433,3 +434,99 @@ def test_redis_server_restarts_on_the_same_port(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert server.pid is None
+
+
+# -- the store manages itself: one copy per content, a byte budget, expiry, stats ------------------
+
+
+def test_same_content_same_options_same_url_stored_once(
+    make_rig: Callable[..., Rig], payloads: dict[int, bytes]
+) -> None:
+    rig = make_rig(timeout=600)
+    data = payloads[5 * MiB]
+    url = rig.register(data, filename="same.bin")
+    first = rig.record(url)
+    time.sleep(1.1)  # so that a renewal shows in the expiry
+    assert rig.register(io.BytesIO(data), filename="same.bin") == url  # another value type, same content
+    renewed = rig.record(url).expires
+    assert renewed is not None and first.expires is not None and renewed > first.expires  # pushed back
+    stats = rig.service.stats()
+    assert (stats.files, stats.bytes) == (1, len(data))
+    assert stats.events["deduplicated"] == 1
+    # Another service sharing the backend (another worker or host) derives the same URL.
+    other = FileService(rig.backend, timeout=600)
+    with rig.app.test_request_context():
+        assert other.register(data, filename="same.bin") == url
+    # Other content, other options, or one-time files get URLs of their own.
+    assert rig.register(data[:-1], filename="same.bin") != url
+    assert rig.register(data, filename="other.bin") != url
+    assert rig.register(data, filename="same.bin", download=True) != url
+    once = {rig.register(data, filename="same.bin", one_time=True) for _ in range(2)}
+    assert len(once) == 2 and url not in once
+    assert sha(rig.get(url).get_data()) == sha(data)
+
+
+def test_byte_budget_evicts_the_oldest_and_never_serves_a_wrong_200(
+    make_rig: Callable[..., Rig], payloads: dict[int, bytes]
+) -> None:
+    size = 700 * 1024
+    rig = make_rig(max_total_size=3 * size)
+    files = [bytes([i]) * size for i in range(5)]
+    urls = [rig.register(f, filename=f"f{i}.bin") for i, f in enumerate(files)]
+    stats = rig.service.stats()
+    assert stats.bytes <= 3 * size
+    assert stats.files == 3
+    assert stats.events["evicted"] == 2
+    for i, url in enumerate(urls):
+        r = rig.get(url)
+        if i < 2:  # registered longest ago: gone
+            assert r.status_code in (404, 410)
+        else:
+            assert (r.status_code, r.get_data()) == (200, files[i])
+    with pytest.raises(FileTooLargeError, match="byte budget of"):
+        rig.register(os.urandom(3 * size + 1))
+    assert rig.service.stats().files == 3  # the refused file took nothing, evicted nothing
+
+
+def test_purge_expired_leaves_nothing(make_rig: Callable[..., Rig], tmp_path: Path) -> None:
+    rig = make_rig(timeout=2)
+    urls = [rig.register(os.urandom(n), filename=f"{n}.bin") for n in (10, 70_000, 2 * MiB + 5)]
+    records = [rig.record(url) for url in urls]
+    deadline = time.monotonic() + 10
+    while rig.get(urls[0]).status_code == 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    rig.service.purge_expired()
+    if rig.service.store.profile.expiry == "native":
+        return  # Redis and memcached drop expired keys themselves (see test_expiry above)
+    for record in records:
+        keys = [rig.key(record.token, "m")]
+        keys += [rig.key(record.storage, i) for i in range(record.chunk_count)]
+        assert [k for k in keys if rig.stored(k) is not None] == []
+    assert rig.service.stats().files == 0
+    if rig.kind == "filesystem":
+        # The directory holds none of our files: only the store's token key and ledger stay.
+        directory = Path(rig.backend._path)
+        assert len(os.listdir(directory)) <= 2
+
+
+def test_stats_count_what_happened(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    url = rig.register(b"0123456789" * 100, filename="s.txt")
+    tag = rig.get(url).headers["ETag"]
+    rig.get(url, headers={"Range": "bytes=0-9"})
+    rig.get(url, headers={"If-None-Match": tag})
+    rig.get(url.replace(token_of(url), "A" * 22))
+    assert rig.service.remove(url) is True
+    assert rig.service.remove(url) is False
+    assert rig.get(url).status_code == 404
+    events = rig.service.stats().events
+    assert {k: events[k] for k in ("registered", "served", "partial", "not_modified", "removed")} == {
+        "registered": 1,
+        "served": 1,
+        "partial": 1,
+        "not_modified": 1,
+        "removed": 1,
+    }
+    assert events["missing"] == 2
+    assert rig.service.stats().files == 0
