@@ -88,6 +88,26 @@ def _services(args: argparse.Namespace) -> list[tuple[str, FileService]]:
     return [(ns, FileService(backend, namespace=ns, timeout=0)) for ns in namespaces]
 
 
+def _clear_redis(service: FileService) -> int:
+    """Remove every file of a namespace from Redis, which lists its keys (the ledger lists
+    files one by one only under a byte budget); return how many files there were."""
+    backend: Any = service.backend
+    client, prefix = backend._write_client, backend.key_prefix
+    ns = service.store.namespace
+    pattern = f"{prefix}dfc:{ns}:*" if ns else f"{prefix}dfc:*"
+    keep = {f"{prefix}dfc:{ns}:hmac-key" if ns else f"{prefix}dfc:hmac-key"}
+    files = 0
+    for raw in client.scan_iter(match=pattern, count=1000):
+        key = raw.decode()
+        if not ns and key.count(":") - prefix.count(":") > 2:
+            continue  # dfc:<namespace>:<token>:<part>: another namespace's
+        if key in keep:
+            continue
+        files += key.endswith(":m")
+        client.delete(key)
+    return files
+
+
 def _backend(args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The backend, and the namespaces that have files in it."""
     if args.redis:
@@ -133,8 +153,8 @@ def _journal_namespaces(directory: Path, *, recursive: bool) -> list[str]:
     buckets = list(directory.glob(pattern)) if directory.is_dir() else []
     for bucket in buckets:
         for line in bucket.read_text("ascii", "replace").splitlines():
-            name = line.split(" ", 1)[0]
-            found.add(name.rpartition("/")[0])
+            name = line.split(" ", 1)[0]  # <namespace>/<storage>[/<token>], or a bare token
+            found.add(name.split("/", 1)[0] if "/" in name else "")
     return sorted(found)
 
 
@@ -156,9 +176,16 @@ def _stats(services: list[tuple[str, FileService]], *, as_json: bool) -> int:
 
 
 def _purge(services: list[tuple[str, FileService]], *, expired_only: bool) -> int:
+    from cachelib import RedisCache
+
     total = 0
     for _, service in services:
-        total += service.purge_expired() if expired_only else service.clear()
+        if expired_only:
+            total += service.purge_expired()
+        elif isinstance(service.backend, RedisCache):
+            total += _clear_redis(service)
+        else:
+            total += service.clear()
     what = "expired files" if expired_only else "files"
     print(f"removed {total} {what}")
     return 0

@@ -3,13 +3,19 @@
 It answers "how many files, how many bytes" for the whole store (every process
 and host sharing the backend) and keeps the store within a byte budget: a
 registration that would pass it evicts the files registered longest ago first.
-The ledger is one JSON value in the backend, read and written under a lock that
-every sharer honours: ``flock`` on a file of this host for file-system backends,
-a key taken with the backend's atomic ``add`` (Redis ``SET NX``, memcached
-``add``) for shared ones, a thread lock for an in-process cache.
 
-A file being written holds a reservation (``~<storage>``) for the bytes read so
-far, so that concurrent writers together never pass the budget either.
+Files are counted in buckets by the minute they were registered, in a head that
+keeps, per bucket, its bytes, its file count and when its last file expires: a
+registration reads and writes the head (a few dozen numbers), whatever the store
+holds, and expired buckets leave the totals as a whole. With a budget, each bucket
+also lists its files (one small JSON value per minute), so that eviction can take
+the oldest: it reads the oldest buckets only. Everything is read and written
+under a lock that every sharer honours: ``flock`` on a file of this host for
+file-system backends, a key taken with the backend's atomic ``add`` (Redis
+``SET NX``, memcached ``add``) for shared ones, a thread lock for an in-process cache.
+
+A file being written holds a reservation for the bytes read so far, so that
+concurrent writers together never pass the budget either.
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ from .exc import BackendUnavailableError, FileTooLargeError
 
 __all__ = ["Evict", "Ledger"]
 
-#: Called with a file's token and why it goes ("budget" or "expired") to remove its keys.
+#: Called with a file's token and why it goes ("budget") to remove its keys.
 Evict = Callable[[str, str], None]
 
 #: A lock taken through the backend is given up after this long, should its holder die.
 LOCK_TIMEOUT = 10
-_RESERVED = "~"
+BUCKET_SECONDS = 60
 
 
 class Ledger:
@@ -58,98 +64,142 @@ class Ledger:
         self.backend = backend
         self.key = key
         self.budget = budget
+        #: Files are listed one by one only where they may have to be evicted.
+        self.lists_files = budget is not None
         self._lock_path = lock_dir / f"{key.replace(':', '_')}.lock" if lock_dir is not None else None
         self._thread_lock = threading.Lock() if in_process else None
 
     # -- reading ----------------------------------------------------------------------
 
     def totals(self) -> tuple[int, int]:
-        """``(files, bytes)`` held now, files being written included in the bytes."""
-        now = time.time()
-        live = {n: e for n, e in self._load().items() if n.startswith(_RESERVED) or not _expired(e, now)}
-        files = sum(1 for name in live if not name.startswith(_RESERVED))
-        return files, sum(int(e[0]) for e in live.values())
+        """``(files, bytes)`` held now; bytes of files being written included."""
+        head = _Head(self._get(self.key))
+        head.drop_expired(time.time())
+        return head.files, head.bytes + sum(head.reserved.values())
 
     def tokens(self) -> list[str]:
-        """The tokens of the files held now (expired ones included, until they are swept)."""
-        return [name for name in self._load() if not name.startswith(_RESERVED)]
+        """The tokens of every file entered (expired ones too, until their bucket goes);
+        known only with a budget (see :attr:`lists_files`)."""
+        head = _Head(self._get(self.key))
+        return [token for bucket in head.buckets for token in self._bucket(bucket)]
 
     # -- writing ----------------------------------------------------------------------
 
     def reserve(self, storage: str, nbytes: int, evict: Evict) -> None:
         """Hold ``nbytes`` more for the file being written under ``storage``.
 
-        Files registered longest ago are evicted (``evict(token, "budget")``) to make room; a file
-        that cannot fit even in an empty store is refused with :class:`FileTooLargeError`.
+        Files registered longest ago are evicted to make room; a file that cannot fit
+        even in an empty store is refused with :class:`FileTooLargeError`.
         """
-        with self._locked() as entries:
-            name = _RESERVED + storage
-            held = int(entries.get(name, [0])[0]) + nbytes
+        with self._locked() as head:
+            held = head.reserved.get(storage, 0) + nbytes
             if self.budget is not None and held > self.budget:
-                entries.pop(name, None)
+                head.reserved.pop(storage, None)
                 raise FileTooLargeError(
                     f"the file is over the store's byte budget of {self.budget} bytes (read {held} "
                     "bytes so far); raise max_total_size or serve a smaller file"
                 )
-            entries[name] = [held, time.time(), None]
-            self._make_room(entries, evict)
+            head.reserved[storage] = held
+            self._make_room(head, evict)
 
-    def commit(self, storage: str, token: str, size: int, created: float, expires: float | None) -> None:
-        """Turn the reservation of ``storage`` into the entry of the stored file ``token``."""
-        with self._locked() as entries:
-            entries.pop(_RESERVED + storage, None)
-            entries[token] = [size, created, expires]
-            now = time.time()
-            for name in [n for n, e in entries.items() if not n.startswith(_RESERVED) and _expired(e, now)]:
-                del entries[name]  # the sweep or the backend's time-to-live removes its keys
+    def commit(
+        self, storage: str, token: str, size: int, created: float, expires: float | None, evict: Evict
+    ) -> None:
+        """Enter the stored file ``token``, in place of the reservation of ``storage``."""
+        with self._locked() as head:
+            head.reserved.pop(storage, None)
+            bucket_id = _bucket_of(created)
+            head.add(bucket_id, size, expires)
+            if self.lists_files:
+                bucket = self._bucket(bucket_id)
+                bucket[token] = [size, created, expires]
+                self._put_bucket(bucket_id, bucket)
+            self._make_room(head, evict, keep=token)
 
-    def renew(self, token: str, expires: float | None) -> None:
+    def renew(self, token: str, created: float, expires: float | None) -> None:
         """Push back the expiry of ``token`` (the same content registered again)."""
-        with self._locked() as entries:
-            if token in entries:
-                entries[token][2] = expires
+        with self._locked() as head:
+            bucket_id = _bucket_of(created)
+            head.extend(bucket_id, expires)
+            if self.lists_files:
+                bucket = self._bucket(bucket_id)
+                if token in bucket:
+                    bucket[token][2] = expires
+                    self._put_bucket(bucket_id, bucket)
 
-    def drop(self, name: str) -> None:
-        """Forget a file (removed, consumed, swept) or a reservation (``storage``, on failure)."""
-        with self._locked() as entries:
-            entries.pop(name, None)
-            entries.pop(_RESERVED + name, None)
+    def drop(self, token: str, created: float, size: int) -> None:
+        """Forget a file (removed, consumed, swept) of ``size`` bytes."""
+        with self._locked() as head:
+            bucket_id = _bucket_of(created)
+            if not self.lists_files:
+                head.remove(bucket_id, size)
+                return
+            bucket = self._bucket(bucket_id)
+            if bucket.pop(token, None) is not None:  # not evicted already
+                head.remove(bucket_id, size)
+                self._put_bucket(bucket_id, bucket)
 
-    def _make_room(self, entries: dict[str, list[Any]], evict: Evict) -> None:
-        now = time.time()
+    def release(self, storage: str) -> None:
+        """Give back the reservation of a file whose writing failed or was not needed."""
+        with self._locked() as head:
+            head.reserved.pop(storage, None)
+
+    def _make_room(self, head: _Head, evict: Evict, keep: str | None = None) -> None:
+        """Drop expired buckets; evict the oldest files (never ``keep``) until within budget."""
+        for bucket_id in head.drop_expired(time.time()):
+            if self.lists_files:
+                self._delete_bucket(bucket_id)  # their keys: the sweep's, or the backend's time-to-live
         if self.budget is None:
             return
-        for name in [n for n, e in entries.items() if not n.startswith(_RESERVED) and _expired(e, now)]:
-            del entries[name]
-            evict(name, "expired")  # on disk until the sweep: its bytes count until they are gone
-        total = sum(int(e[0]) for e in entries.values())
-        oldest_first = sorted((e[1], n) for n, e in entries.items() if not n.startswith(_RESERVED))
-        for _, name in oldest_first:
-            if total <= self.budget:
-                break
-            total -= int(entries.pop(name)[0])
-            evict(name, "budget")
+        for bucket_id in sorted(head.buckets):
+            if head.bytes + sum(head.reserved.values()) <= self.budget:
+                return
+            bucket = self._bucket(bucket_id)
+            for token, entry in sorted(bucket.items(), key=lambda item: item[1][1]):
+                if head.bytes + sum(head.reserved.values()) <= self.budget:
+                    break
+                if token == keep:
+                    continue
+                del bucket[token]
+                head.remove(bucket_id, int(entry[0]))
+                evict(token, "budget")
+            self._put_bucket(bucket_id, bucket)
 
     # -- storage and locking -----------------------------------------------------------
 
-    def _load(self) -> dict[str, list[Any]]:
+    def _bucket(self, bucket_id: int) -> dict[str, list[Any]]:
+        data = self._get(f"{self.key}:{bucket_id}")
+        return data if isinstance(data, dict) else {}
+
+    def _put_bucket(self, bucket_id: int, bucket: dict[str, list[Any]]) -> None:
+        if bucket:
+            self._set(f"{self.key}:{bucket_id}", bucket)
+        else:
+            self._delete_bucket(bucket_id)
+
+    def _delete_bucket(self, bucket_id: int) -> None:
+        self.backend.delete(f"{self.key}:{bucket_id}")
+
+    def _get(self, key: str) -> Any:
         try:
-            data = self.backend.get(self.key)
+            data = self.backend.get(key)
         except Exception as err:
             raise BackendUnavailableError(f"the ledger could not be read: {err}") from err
         try:
-            entries = json.loads(data) if data is not None else {}
+            return json.loads(data) if data is not None else None
         except (TypeError, ValueError):
-            entries = {}  # damaged or foreign: start again
-        return entries if isinstance(entries, dict) else {}
+            return None  # damaged or foreign: start again
+
+    def _set(self, key: str, value: Any) -> None:
+        if not self.backend.set(key, json.dumps(value, separators=(",", ":")).encode(), 0):
+            raise BackendUnavailableError("the ledger could not be written (backend full?)")
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, list[Any]]]:
+    def _locked(self) -> Iterator[_Head]:
         with self._lock():
-            entries = self._load()
-            yield entries
-            if not self.backend.set(self.key, json.dumps(entries, separators=(",", ":")).encode(), 0):
-                raise BackendUnavailableError("the ledger could not be written (backend full?)")
+            head = _Head(self._get(self.key))
+            yield head
+            self._set(self.key, head.dump())
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -178,5 +228,51 @@ class Ledger:
                 self.backend.delete(lock_key)
 
 
-def _expired(entry: list[Any], now: float) -> bool:
-    return entry[2] is not None and entry[2] < now
+class _Head:
+    """The ledger's head: totals, reservations, and ``[bytes, files, last expiry]`` per bucket."""
+
+    def __init__(self, data: Any) -> None:
+        data = data if isinstance(data, dict) else {}
+        self.buckets: dict[int, list[Any]] = {int(k): v for k, v in data.get("buckets", {}).items()}
+        self.reserved: dict[str, int] = dict(data.get("reserved", {}))
+
+    @property
+    def bytes(self) -> int:
+        return sum(int(b[0]) for b in self.buckets.values())
+
+    @property
+    def files(self) -> int:
+        return sum(int(b[1]) for b in self.buckets.values())
+
+    def add(self, bucket_id: int, size: int, expires: float | None) -> None:
+        entry = self.buckets.setdefault(bucket_id, [0, 0, expires])
+        entry[0] += size
+        entry[1] += 1
+        self.extend(bucket_id, expires)
+
+    def extend(self, bucket_id: int, expires: float | None) -> None:
+        entry = self.buckets.get(bucket_id)
+        if entry is not None and entry[2] is not None:
+            entry[2] = None if expires is None else max(entry[2], expires)
+
+    def remove(self, bucket_id: int, size: int) -> None:
+        entry = self.buckets.get(bucket_id)
+        if entry is not None:
+            entry[0] -= size
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self.buckets[bucket_id]
+
+    def drop_expired(self, now: float) -> list[int]:
+        """Remove the buckets whose every file has expired; return their ids."""
+        gone = [b for b, entry in self.buckets.items() if entry[2] is not None and entry[2] < now]
+        for bucket_id in gone:
+            del self.buckets[bucket_id]
+        return gone
+
+    def dump(self) -> dict[str, Any]:
+        return {"buckets": {str(k): v for k, v in self.buckets.items()}, "reserved": self.reserved}
+
+
+def _bucket_of(created: float) -> int:
+    return int(created // BUCKET_SECONDS)

@@ -1,7 +1,9 @@
 """The metadata record of a stored file, its token, and how both are written.
 
 A record is JSON bytes, never a pickled object: every backend keeps bytes as they
-are, and nothing read back from a backend is ever unpickled by us.
+are, and nothing read back from a backend is ever unpickled by us. A small file's
+content follows its record's JSON line in the same value (``inline``): one key to
+write and one to read, the cost of a data URI.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hmac
 import json
 import re
 import secrets
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["FileRecord", "content_token", "dump_record", "is_token", "load_record", "new_token"]
@@ -50,10 +52,12 @@ class FileRecord:
     owner: str | None = None
     #: The key the chunks are stored under; empty: the token (files of the first round).
     storage: str = ""
+    #: A small file's content, kept in the record itself (no chunks).
+    inline: bytes | None = field(default=None, repr=False)
 
     @property
     def chunk_count(self) -> int:
-        return -(-self.size // self.chunk_size)
+        return 0 if self.inline is not None else -(-self.size // self.chunk_size)
 
     @property
     def chunks_key(self) -> str:
@@ -61,7 +65,7 @@ class FileRecord:
         return self.storage or self.token
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(FileRecord))
+_RECORD_FIELDS = tuple(f.name for f in fields(FileRecord) if f.name != "inline")
 
 
 def new_token() -> str:
@@ -92,12 +96,21 @@ def dump_record(record: FileRecord) -> bytes:
     # str(dict) and hands back bytes, and every file would then be a 404.
     # The flat dict asdict() would make, without its deep copies (half of a small registration).
     flat = {name: getattr(record, name) for name in _RECORD_FIELDS}
-    return json.dumps(flat, separators=(",", ":")).encode()
+    flat["inline"] = record.inline is not None
+    # JSON escapes newlines in strings: the first b"\n" ends the header.
+    header = json.dumps(flat, separators=(",", ":")).encode()
+    return header if record.inline is None else header + b"\n" + record.inline
 
 
 def load_record(data: Any) -> FileRecord | None:
     """The record in ``data``, or ``None`` for anything else (missing, foreign, damaged)."""
     try:
-        return FileRecord(**json.loads(data))
-    except (TypeError, ValueError):
+        header, _, content = data.partition(b"\n")
+        flat = json.loads(header)
+        inline = flat.pop("inline", False)
+        record = FileRecord(**flat, inline=content if inline else None)
+    except (TypeError, ValueError, AttributeError):
         return None
+    if record.inline is not None and len(record.inline) != record.size:
+        return None  # cut short: never served as a short file
+    return record

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -53,6 +54,7 @@ _SHARED_BACKEND_ADVICE = (
     "backend), cachelib.FileSystemCache(dir, threshold=0) on one host, or cachelib.RedisCache across hosts"
 )
 _SENDFILE_HEADERS = ("X-Sendfile", "X-Accel-Redirect")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]*")
 
 
 class Settings(TypedDict, total=False):
@@ -154,6 +156,8 @@ class FileService:
         self.sendfile_prefix = sendfile_prefix
         #: Counts what happens to files and hands it to the hooks (see :mod:`dfc_transform.events`).
         self.events = Events(on_event)
+        if namespace is not None and not _NAMESPACE.fullmatch(namespace):
+            raise ValueError(f"namespace must be letters, digits, '_', '-' or '.', got {namespace!r}")
         self._namespace = namespace or ""
         self._chunk_size = chunk_size
         self._copy_paths = copy_paths
@@ -213,6 +217,9 @@ class FileService:
             app.add_url_rule(rule, endpoint=f"{endpoint}_none", view_func=_no_file, methods=["GET", "HEAD"])
         session.install(app, lambda: self.uses_private)
         self._route_path = url_prefix + "/"
+        from .uploads import add_routes  # the upload protocol; it builds on this module
+
+        add_routes(app, self, url_prefix, endpoint)
         self.adopt(app, url_prefix)
 
     def adopt(self, app: Flask, url_prefix: str) -> None:
@@ -257,7 +264,7 @@ class FileService:
                     f"the {self.store.backend_name} keeps files in this process, but this server runs "
                     f"several worker processes; {_SHARED_BACKEND_ADVICE}"
                 )
-            source = to_source(value)
+            source = to_source(value, filename=options.filename, mime_type=options.mime_type)
             record = self._new_record(source, options.over(self.defaults))
             store = self.store
             if store.journal is not None:

@@ -41,6 +41,8 @@ __all__ = ["CacheLike", "ChunkStore"]
 #: On backends with their own expiry, chunks outlive their record by this much, so that
 #: a transfer that started just before the record expired can still finish.
 CHUNK_GRACE = 60
+#: Files up to this size are kept in their record: one key to write and one to read.
+INLINE_MAX = 128 * 1024
 #: A stream's bytes are reserved in the ledger this many chunks at a time.
 _RESERVE_CHUNKS = 8
 
@@ -117,7 +119,7 @@ class ChunkStore:
                 if not copy_path:
                     token = record.token or self._token(_path_identity(record), record)
                     record = replace(record, token=token, chunked=False)
-                    return self.renew(token, record) or self._finish(record, storage)
+                    return self.renew(token, record) or self._finish(record, storage, backref=False)
             if source.buffer is not None and not record.token:
                 # The content is in memory: its token is known before anything is written.
                 token = self._token(hashlib.sha256(source.buffer).digest(), record)
@@ -125,7 +127,14 @@ class ChunkStore:
                 if found is not None:
                     return found
                 record = replace(record, token=token)
-            self._note_expiry(storage, record.expires)
+            if source.buffer is not None and len(source.buffer) <= self._inline_max:
+                _check_size(len(source.buffer), max_size)
+                content = bytes(source.buffer)
+                return self._finish(
+                    replace(record, size=len(content), inline=content), storage, backref=False
+                )
+            noted = record.token  # known now for one-time files and buffers: the journal names it
+            self._note_expiry(storage, record.expires, noted)
             size, digest = self._write_chunks(source, storage, max_size, record.size if record.path else None)
             if record.path is not None and size != record.size:
                 raise FileServeError(
@@ -138,14 +147,14 @@ class ChunkStore:
                 if found is not None:
                     # The same content was there: ours is a second copy, and goes.
                     self._purge_keys(storage, None)
-                    self.ledger.drop(storage)
+                    self.ledger.release(storage)
                     return found
                 record = replace(record, token=token)
-            return self._finish(record, storage)
+            return self._finish(record, storage, backref=not noted)
         except BaseException:
             self._purge_keys(storage, None)
             with contextlib.suppress(Exception):
-                self.ledger.drop(storage)
+                self.ledger.release(storage)
             raise
         finally:
             source.release()
@@ -179,14 +188,20 @@ class ChunkStore:
             )
         return size, digest.digest()
 
-    def _finish(self, record: FileRecord, storage: str) -> FileRecord:
-        """Write the record and enter the file in the ledger."""
-        if not record.chunked:
-            self._note_expiry(storage, record.expires)
-        # Which file these chunks are, for the sweep (the journal knows only the storage key).
-        self._set(self._key(storage, "t"), record.token.encode("ascii"), self._record_timeout)
+    def _finish(self, record: FileRecord, storage: str, *, backref: bool) -> FileRecord:
+        """Write the record and enter the file in the ledger.
+
+        ``backref``: the journal noted the chunks before their token was known, so the
+        sweep needs to be told which file they are.
+        """
+        if not record.chunked or record.inline is not None:
+            self._note_expiry(storage, record.expires, record.token)
+        elif backref:
+            self._set(self._key(storage, "t"), record.token.encode("ascii"), self._record_timeout)
+        if record.inline is not None and self.ledger.budget is not None:
+            self.ledger.reserve(storage, record.size, self._evict)
         self._set(self._key(record.token, "m"), dump_record(record), self._record_timeout)
-        self.ledger.commit(storage, record.token, record.size, record.created, record.expires)
+        self.ledger.commit(storage, record.token, record.size, record.created, record.expires, self._evict)
         self.events.emit("registered", token=record.token, filename=record.filename, size=record.size)
         return record
 
@@ -225,12 +240,12 @@ class ChunkStore:
         for index in range(record.chunk_count):
             if not self.has_chunk(record.storage, index):
                 raise ContentMissingError(f"chunk {index} of {record.chunk_count} was never written")
-        return self._finish(record, record.storage)
+        return self._finish(record, record.storage, backref=True)
 
     def abort_parts(self, storage: str) -> None:
         """Remove what was written of an unfinished file."""
         self._purge_keys(storage, None)
-        self.ledger.drop(storage)
+        self.ledger.release(storage)
 
     def renew(self, token: str, wanted: FileRecord) -> FileRecord | None:
         """If ``token`` is stored and intact, push back its expiry and return it; else ``None``."""
@@ -249,13 +264,17 @@ class ChunkStore:
                 self._set(self._key(found.chunks_key, index), data, self._chunk_timeout)
         self._note_expiry(found.chunks_key, wanted.expires)
         self._set(self._key(token, "m"), dump_record(renewed), self._record_timeout)
-        self.ledger.renew(token, wanted.expires)
+        self.ledger.renew(token, found.created, wanted.expires)
         self.events.emit("registered", token=token, filename=found.filename, size=found.size)
         self.events.emit("deduplicated", token=token, filename=found.filename, size=found.size)
         return renewed
 
     def _has_first_chunk(self, record: FileRecord) -> bool:
-        return record.size == 0 or bool(self._call(self.backend.has, self._key(record.chunks_key, 0)))
+        return (
+            record.size == 0
+            or record.inline is not None
+            or bool(self._call(self.backend.has, self._key(record.chunks_key, 0)))
+        )
 
     def _token(self, digest: bytes, record: FileRecord) -> str:
         return content_token(self._key_for_tokens(), digest, record)
@@ -271,10 +290,17 @@ class ChunkStore:
             self._hmac_key = stored
         return self._hmac_key
 
-    def _note_expiry(self, storage: str, expires: float | None) -> None:
+    def _note_expiry(self, storage: str, expires: float | None, token: str = "") -> None:
         if self.journal is not None and expires is not None:
             # Noted before the first chunk: an interrupted write is swept too.
-            self.journal.note(f"{self.namespace}/{storage}", expires)
+            self.journal.note(
+                f"{self.namespace}/{storage}/{token}" if token else f"{self.namespace}/{storage}", expires
+            )
+
+    @property
+    def _inline_max(self) -> int:
+        """Files up to this size are kept in their record (one key, as a data URI is one value)."""
+        return min(INLINE_MAX, self.chunk_size)
 
     # -- reading ----------------------------------------------------------------
 
@@ -320,6 +346,8 @@ class ChunkStore:
         """
         if stop <= start:
             return iter(())
+        if record.inline is not None:
+            return iter((record.inline[start:stop],))
         cs = record.chunk_size
         first, last = start // cs, (stop - 1) // cs
         head = self._chunk(record, first)
@@ -371,11 +399,11 @@ class ChunkStore:
 
     def consume(self, record: FileRecord) -> None:
         """Remove a one-time file's content, leaving a tombstone so that later GETs get 410."""
-        tombstone = dump_record(replace(record, consumed=True))
+        tombstone = dump_record(replace(record, consumed=True, inline=None))
         self._set(self._key(record.token, "m"), tombstone, self._record_timeout)
         if record.chunked:
             self._purge_keys(record.chunks_key, record.chunk_count)
-        self.ledger.drop(record.token)
+        self.ledger.drop(record.token, record.created, record.size)
         self.events.emit("removed", token=record.token, filename=record.filename, detail="delivered once")
 
     # -- removing ---------------------------------------------------------------
@@ -387,7 +415,7 @@ class ChunkStore:
             return False
         self._purge(token, record.chunks_key)
         self._call(self.backend.delete, self._key(record.chunks_key, "t"))
-        self.ledger.drop(token)
+        self.ledger.drop(token, record.created, record.size)
         self.events.emit("removed", token=token, filename=record.filename, size=record.size)
         return True
 
@@ -402,22 +430,29 @@ class ChunkStore:
         return int(self.journal.sweep_due(self._purge_entry, now=now, force=force, grace=grace))
 
     def _purge_entry(self, name: str, expires: float) -> bool:
-        """Purge a journal entry ``<namespace>/<storage>`` that expired at ``expires``.
+        """Purge a journal entry that expired at ``expires``.
 
-        The storage key leads to its file (``<storage>:t``), unless the write never
-        finished. A file renewed since is left alone: it was noted again for later. An
-        entry of the first round is a bare ``[<namespace>/]<token>``, its chunks under it.
+        An entry is ``<namespace>/<storage>/<token>``, or ``<namespace>/<storage>`` when the
+        token was not known before writing: then ``<storage>:t`` names it, unless the write
+        never finished. A file renewed since is left alone: it was noted again for later.
+        An entry of the first round is a bare ``[<namespace>/]<token>``, its chunks under it.
         """
-        namespace, _, storage = name.rpartition("/")
+        parts = name.split("/")
+        namespace = parts[0] if len(parts) > 1 else ""
+        storage = parts[1] if len(parts) > 1 else parts[0]
         store = self if namespace == self.namespace else self._other(namespace)
-        back = store._call(store.backend.get, store._key(storage, "t"))
-        token = back.decode("ascii", "replace") if isinstance(back, bytes) else storage
+        if len(parts) > 2 and parts[2]:
+            token = parts[2]
+        else:
+            back = store._call(store.backend.get, store._key(storage, "t"))
+            token = back.decode("ascii", "replace") if isinstance(back, bytes) else storage
         record = store._record(token)
         if record is not None and record.chunks_key == storage and not _due(record, expires):
             return False
         if record is None or record.chunks_key == storage:
             store._purge(token, storage)
-            store.ledger.drop(token)
+            if record is not None and not record.consumed:  # a consumed file left the ledger then
+                store.ledger.drop(token, record.created, record.size)
             if namespace == self.namespace and record is not None:
                 self.events.emit("removed", token=token, filename=record.filename, detail="expired")
         else:

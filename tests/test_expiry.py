@@ -38,10 +38,10 @@ def test_default_store_sweeps_expired_files(tmp_path: Path, monkeypatch: pytest.
     assert isinstance(service.store.journal, DirectoryJournal)
     service.register(os.urandom(5000))
     service.register(os.urandom(10))
-    assert len(_files(tmp_path)) == 5 + 1 + 2 + 2  # chunks, two records, what each chunk set is
+    assert len(_files(tmp_path)) == 5 + 1 + 1  # chunks, a record, a small file in its record
     # Nothing is due yet: a sweep now keeps everything.
     assert service.store.sweep(force=True) == 0
-    assert len(_files(tmp_path)) == 10
+    assert len(_files(tmp_path)) == 7
     purged = service.store.sweep(now=time.time() + LATER, force=True)
     assert purged == 2
     assert _files(tmp_path) == []

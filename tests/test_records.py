@@ -11,7 +11,7 @@ import pytest
 from cachelib import SimpleCache
 
 from dfc_transform import FileService
-from dfc_transform.records import TOKEN_LENGTH, FileRecord, dump_record, is_token, new_token
+from dfc_transform.records import TOKEN_LENGTH, FileRecord, dump_record, is_token, load_record, new_token
 from dfc_transform.values import FileOptions
 
 RECORD = FileRecord(
@@ -34,9 +34,18 @@ RECORD = FileRecord(
 
 def test_record_json_is_asdict() -> None:
     dumped = dump_record(RECORD)
-    assert json.loads(dumped) == dataclasses.asdict(RECORD)
+    flat = dataclasses.asdict(RECORD)
+    flat["inline"] = False  # whether the content follows the JSON line
+    assert json.loads(dumped) == flat
     assert list(json.loads(dumped)) == [f.name for f in dataclasses.fields(FileRecord)]
-    assert FileRecord(**json.loads(dumped)) == RECORD
+    assert load_record(dumped) == RECORD
+
+
+def test_a_small_file_travels_in_its_record() -> None:
+    small = dataclasses.replace(RECORD, size=5, inline=b"a\nb\x00c", chunked=True)
+    small = dataclasses.replace(small, size=len(b"a\nb\x00c"))
+    assert load_record(dump_record(small)) == small
+    assert load_record(dump_record(small)[:-1]) is None  # cut short: never a short file
 
 
 @pytest.mark.parametrize("value", ["bytes", "path", "path-copied"])
