@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .component import Upload, _js_dist  # noqa: F401 - Dash serves the component's bundle from _js_dist
 from .exc import FileServeError
 from .service import FileService
 from .transform import FileOutput, FileServeTransform
+from .uploads import FileInput, FileState, UploadedFile
 from .values import File
 
 try:
@@ -19,4 +21,15 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["File", "FileOutput", "FileServeError", "FileServeTransform", "FileService", "__version__"]
+__all__ = [
+    "File",
+    "FileInput",
+    "FileOutput",
+    "FileServeError",
+    "FileServeTransform",
+    "FileService",
+    "FileState",
+    "Upload",
+    "UploadedFile",
+    "__version__",
+]

@@ -26,7 +26,7 @@ from flask import Flask, has_request_context, request
 from flask import Response as FlaskResponse
 from werkzeug.wrappers import Response
 
-from . import apps, route, session
+from . import apps, route, session, uploads
 from .backends import CacheLike
 from .callbacks import (
     MARK,
@@ -136,6 +136,11 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         for callback in callbacks:
             if not callable(callback.f):
                 continue
+            if uploads.has_file_inputs(callback.inputs.structure) and not hasattr(callback.f, uploads.MARK):
+                # FileInput/FileState: the function gets UploadedFile objects (see dfc_transform.uploads).
+                callback.f = uploads.wrap_inputs(
+                    callback.f, callback.inputs.structure, self._service_now, name_of(callback.f)
+                )
             plan = getattr(callback.f, MARK, None)
             if plan is None:  # not yet wrapped by the transform of another app
                 plan = self._plan(callback)
@@ -148,6 +153,10 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             if plan.companion is not None:
                 self._downloads.add_companion(plan.companion)
         return callbacks
+
+    def _service_now(self) -> FileService:
+        """The service of the app serving this call (a global callback serves several)."""
+        return (_transform_of(apps.current_app()) or self).service
 
     def _plan(self, callback: Any) -> Plan:
         """Decide what the wrapper of ``callback`` does, and add its companion output."""
@@ -347,6 +356,22 @@ def _no_file() -> Response:
 @dash.hooks.route(name=f"{route.ROUTE_NAME}/", methods=("GET", "HEAD"))
 def _no_file_slash() -> Response:
     return route.plain(404, "Not found: no such file.")
+
+
+# The upload protocol (see dfc_transform.uploads.protocol), under the file route.
+@dash.hooks.route(name=f"{route.ROUTE_NAME}/{uploads.ROUTE}", methods=uploads.METHODS)
+def _upload_start() -> Response:
+    return _upload("")
+
+
+@dash.hooks.route(name=f"{route.ROUTE_NAME}/{uploads.ROUTE}/<path:subpath>", methods=uploads.METHODS)
+def _upload(subpath: str) -> Response:
+    app = dash.get_app()
+    transform = _transform_of(app)
+    if transform is None:
+        return route.plain(404, "Not found: this app has no FileServeTransform.")
+    transform.bind(app)
+    return uploads.handle_request(transform.service, subpath, request)
 
 
 @dash.hooks.setup()

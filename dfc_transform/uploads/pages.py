@@ -1,0 +1,50 @@
+"""Tickets for the pages an app serves: which service a component belongs to, and its ticket."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import has_request_context, request
+
+from .. import apps, route
+from ..exc import FileServeError
+from ..service import FileService
+from .protocol import ROUTE
+from .tickets import Tickets
+
+__all__ = ["service_of_app", "ticket_props"]
+
+logger = logging.getLogger(__name__)
+
+
+def service_of_app(app: Any) -> FileService | None:
+    """The service of the ``FileServeTransform`` of a Dash app, or ``None``."""
+    for transform in getattr(getattr(app, "blueprint", None), "transforms", ()):
+        service = getattr(transform, "service", None)
+        if isinstance(service, FileService):
+            return service
+    return None
+
+
+def ticket_props(
+    component_id: Any, *, max_size: int | None, accept: tuple[str, ...] | None, private: bool
+) -> dict[str, str] | None:
+    """The ``ticket`` prop of an ``Upload`` sent in this request: ``{token, endpoint}``.
+
+    ``None`` when no app with a ``FileServeTransform`` serves the request (the component
+    then says that uploads are not available) or when its store cannot be reached.
+    """
+    app = apps.current_app()
+    service = service_of_app(app) if app is not None else None
+    if service is None:
+        return None
+    try:
+        token = Tickets(service.store).issue(component_id, max_size=max_size, accept=accept, private=private)
+    except FileServeError as err:
+        logger.warning("no upload ticket for %r: %s", component_id, err)
+        return None
+    base = service.url_base
+    if base is None:
+        base = (request.script_root if has_request_context() else "") + f"/{route.ROUTE_NAME}/"
+    return {"token": token, "endpoint": base + ROUTE}

@@ -1,0 +1,357 @@
+"""The upload protocol: files sent in parts, straight into the store as chunks.
+
+Under the file route (``<prefix>_dash-files/``), every request carries the page's ticket
+in the ``X-Upload-Ticket`` header and is checked against it:
+
+=================================  ==========================================================
+``POST _upload``                   start: JSON ``{name, size, type}`` -> 201 and the status
+``GET _upload/<handle>``           status: which parts the store has (to resume), the file if done
+``PUT _upload/<handle>/<part>``    one part's bytes; ``?complete=1`` on the last one sent
+                                   makes the file a stored file and answers its description
+``DELETE _upload/<handle>``        cancel: what was written goes
+=================================  ==========================================================
+
+A status is ``{upload, part_size, parts, received, file}``; ``file`` is ``null`` until the
+upload is complete, then ``{name, size, type, url, receipt}``, what the component puts in
+its ``value``. Errors are ``{error, reason}`` with a 4xx status, ``error`` a sentence for the
+user. A part is ``part_size`` bytes (a multiple of the store's chunk size; the last part
+less) and is read from the request body one chunk at a time, each chunk written to the
+store as it is complete: memory stays bounded by one chunk per request, and any worker or
+host that shares the backend can take any part, in any order, any number of times (a chunk
+already stored is not written again). The server keeps no state of its own: the handle
+says everything (see :mod:`.tickets`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import IO, Any
+
+from flask import Flask
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.wrappers import Request, Response
+
+from .. import session
+from ..exc import BackendUnavailableError, ContentMissingError, FileServeError
+from ..naming import OCTET_STREAM, check_filename, essence, mime_type_for, normalize_mime_type, safe_filename
+from ..records import FileRecord, new_token
+from ..service import FileService
+from .tickets import Handle, TicketError, Tickets
+
+__all__ = ["METHODS", "ROUTE", "add_routes", "describe", "handle_request"]
+
+logger = logging.getLogger(__name__)
+
+#: The protocol's segment under the file route.
+ROUTE = "_upload"
+METHODS = ("GET", "POST", "PUT", "DELETE")
+TICKET_HEADER = "X-Upload-Ticket"
+#: A part is about this many bytes (a whole number of chunks, at least one).
+PART_TARGET = 4 * 1024 * 1024
+_MAX_START_BODY = 16 * 1024
+_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+class Refused(Exception):
+    """A request the protocol answers with ``status`` and a sentence for the user."""
+
+    def __init__(self, status: int, message: str, reason: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.extra = extra
+
+
+def add_routes(app: Flask, service: FileService, url_prefix: str, endpoint: str) -> None:
+    """Add the protocol's routes under ``url_prefix`` (the file route's) to a plain Flask app."""
+
+    def view(subpath: str = "") -> Response:
+        from flask import request
+
+        return handle_request(service, subpath, request)
+
+    rule = f"{url_prefix}/{ROUTE}"
+    app.add_url_rule(rule, endpoint=f"{endpoint}_upload", view_func=view, methods=list(METHODS))
+    app.add_url_rule(
+        rule + "/<path:subpath>", endpoint=f"{endpoint}_upload_part", view_func=view, methods=list(METHODS)
+    )
+
+
+def handle_request(service: FileService, subpath: str, request: Request) -> Response:
+    """Answer one request of the protocol; ``subpath`` is what follows ``_upload/``."""
+    parts = [p for p in subpath.split("/") if p]
+    method = request.method
+    try:
+        if service.per_process and request.environ.get("wsgi.multiprocess"):
+            raise Refused(
+                503,
+                "uploads need a store that every worker process shares; this one keeps files in one process",
+                "backend",
+            )
+        tickets = Tickets(service.store)
+        ticket = tickets.ticket(request.headers.get(TICKET_HEADER))
+        if not parts and method == "POST":
+            return _json(201, _start(service, tickets, ticket, request))
+        if not parts or len(parts) > 2:
+            raise Refused(404, "no such upload request", "unknown")
+        upload = tickets.handle(parts[0])
+        if upload.component != ticket.component:
+            raise Refused(403, "this upload belongs to another upload component", "wrong-upload")
+        if len(parts) == 1 and method == "GET":
+            return _json(200, _status(service, tickets, upload, parts[0]))
+        if len(parts) == 1 and method == "DELETE":
+            return _json(200, _cancel(service, tickets, upload, parts[0]))
+        if len(parts) == 2 and method == "PUT":
+            return _json(200, _put_part(service, tickets, upload, parts[0], parts[1], request))
+        raise Refused(405, f"{method} is not part of the upload protocol here", "method")
+    except TicketError as err:
+        status = 410 if err.reason == "expired" else 403
+        return _refuse(service, Refused(status, str(err), err.reason))
+    except Refused as err:
+        return _refuse(service, err)
+    except ContentMissingError as err:
+        return _refuse(service, Refused(409, str(err), "missing"))
+    except BackendUnavailableError as err:
+        logger.warning("upload failed: %s", err)
+        return _refuse(service, Refused(503, "the file store cannot be reached; try again", "backend"))
+    except FileServeError as err:  # the byte budget (FileTooLargeError), a name that cannot be served
+        return _refuse(service, Refused(413 if "budget" in str(err) else 400, str(err), "refused"))
+
+
+# -- the steps ---------------------------------------------------------------------------
+
+
+def _start(service: FileService, tickets: Tickets, ticket: Any, request: Request) -> dict[str, Any]:
+    body = _read_exact(request.stream, _MAX_START_BODY + 1)
+    if len(body) > _MAX_START_BODY:
+        raise Refused(413, "the upload's description is too long", "too-large")
+    try:
+        wanted = json.loads(body)
+        name, size, declared = str(wanted["name"]), wanted["size"], str(wanted.get("type") or "")
+    except (ValueError, KeyError, TypeError) as err:
+        raise Refused(400, "send JSON {name, size, type} to start an upload", "bad-request") from err
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise Refused(400, f"size must be a whole number of bytes, got {size!r}", "bad-request")
+    name = safe_filename(name) or "file"
+    try:
+        check_filename(name)
+    except ValueError as err:
+        raise Refused(400, str(err), "bad-name") from err
+    _check_size(name, size, ticket.max_size, service)
+    mime = _mime_type(name, declared)
+    if ticket.accept is not None and not _accepted(ticket.accept, name, {mime, essence(declared)}):
+        raise Refused(
+            415,
+            f"{name} is not a type this upload accepts (it accepts {', '.join(ticket.accept)})",
+            "type",
+        )
+    store = service.store
+    chunk_size = store.chunk_size
+    upload = Handle(
+        storage=new_token(),
+        component=ticket.component,
+        name=name,
+        size=size,
+        mime_type=mime,
+        chunk_size=chunk_size,
+        part_chunks=max(1, PART_TARGET // chunk_size),
+        expires=round(time.time() + ticket.upload_lifetime, 3),
+        owner=session.current_owner() if ticket.private else None,
+    )
+    # Noted in the expiry journal: an upload never finished is swept with its parts.
+    store.begin_parts(upload.storage, upload.chunk_count, upload.expires)
+    if store.journal is not None:
+        store.journal.start_sweeper(store.sweep)
+    return _status_of(upload, tickets.dump_handle(upload), [], None)
+
+
+def _status(service: FileService, tickets: Tickets, upload: Handle, text: str) -> dict[str, Any]:
+    store = service.store
+    record = store.get(tickets.token_of(upload))
+    if record is not None:
+        return _status_of(upload, text, list(range(upload.part_count)), describe(service, tickets, record))
+    return _status_of(upload, text, _received(store, upload), None)
+
+
+def _put_part(
+    service: FileService, tickets: Tickets, upload: Handle, text: str, part_text: str, request: Request
+) -> dict[str, Any]:
+    if not part_text.isdigit() or int(part_text) >= upload.part_count:
+        raise Refused(404, f"this upload has parts 0 to {upload.part_count - 1}, not {part_text!r}", "part")
+    part = int(part_text)
+    expected = upload.part_length(part)
+    length = request.content_length
+    if length is not None and length != expected:
+        status, what = (413, "too-large") if length > expected else (400, "short")
+        raise Refused(status, f"part {part} is {expected} bytes, not {length}", what)
+    store = service.store
+    token = tickets.token_of(upload)
+    done = store.get(token)
+    if done is None:
+        _write_part(service, upload, part, request.stream)
+    complete = request.args.get("complete") == "1"
+    if complete and done is None:
+        done = _complete(service, upload, token)
+    file = describe(service, tickets, done) if complete and done is not None else None
+    return {"upload": text, "part": part, "file": file}
+
+
+def _write_part(service: FileService, upload: Handle, part: int, stream: IO[bytes]) -> None:
+    """Read the part one chunk at a time; write each chunk the store does not have yet."""
+    store = service.store
+    first, stop = upload.part_span(part)
+    for index in range(first, stop):
+        want = min(upload.chunk_size, upload.size - index * upload.chunk_size)
+        try:
+            data = _read_exact(stream, want)
+        except ClientDisconnected as err:
+            raise Refused(400, f"part {part} ended early: send it again", "short") from err
+        if len(data) < want:
+            raise Refused(400, f"part {part} ended early: send it again", "short")
+        if not store.has_chunk(upload.storage, index):
+            store.write_chunk(upload.storage, index, data)
+        del data
+    if stream.read(1):
+        raise Refused(413, f"part {part} is longer than {upload.part_length(part)} bytes", "too-large")
+
+
+def _cancel(service: FileService, tickets: Tickets, upload: Handle, text: str) -> dict[str, Any]:
+    """Remove what was written, unless the upload is complete: a stored file stays."""
+    store = service.store
+    if store.get(tickets.token_of(upload)) is not None:
+        return {"upload": text, "cancelled": False}
+    store.abort_parts(upload.storage)
+    return {"upload": text, "cancelled": True}
+
+
+def _complete(service: FileService, upload: Handle, token: str) -> FileRecord:
+    store = service.store
+    now = time.time()
+    record = FileRecord(
+        token=token,
+        size=upload.size,
+        chunk_size=upload.chunk_size,
+        mime_type=upload.mime_type,
+        filename=upload.name,
+        download=False,
+        one_time=False,
+        sandbox=True,
+        created=now,
+        expires=now + service.timeout if service.timeout else None,
+        owner=upload.owner,
+        storage=upload.storage,
+    )
+    missing = [p for p in range(upload.part_count) if not _has_part(store, upload, p)]
+    if missing:
+        raise Refused(409, f"parts {missing} never arrived: send them again", "missing", missing=missing)
+    # Noted again for the file's own expiry: the note of the start was for the upload's deadline.
+    store.begin_parts(upload.storage, upload.chunk_count, record.expires)
+    return store.complete_parts(record)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def describe(service: FileService, tickets: Tickets, record: FileRecord) -> dict[str, Any]:
+    """What the component puts in its ``value`` for a finished upload."""
+    return {
+        "name": record.filename,
+        "size": record.size,
+        "type": record.mime_type,
+        "url": service.url_for(record),
+        "receipt": tickets.receipt(record.token),
+    }
+
+
+def _status_of(upload: Handle, text: str, received: list[int], file: Any) -> dict[str, Any]:
+    return {
+        "upload": text,
+        "part_size": upload.part_size,
+        "parts": upload.part_count,
+        "received": received,
+        "file": file,
+    }
+
+
+def _received(store: Any, upload: Handle) -> list[int]:
+    return [p for p in range(upload.part_count) if _has_part(store, upload, p)]
+
+
+def _has_part(store: Any, upload: Handle, part: int) -> bool:
+    first, stop = upload.part_span(part)
+    return all(store.has_chunk(upload.storage, index) for index in range(first, stop))
+
+
+def _check_size(name: str, size: int, ticket_max: int | None, service: FileService) -> None:
+    limits = [m for m in (ticket_max, service.max_size, service.max_total_size) if m is not None]
+    if limits and size > min(limits):
+        raise Refused(
+            413,
+            f"{name} is {_human(size)}; this upload takes files up to {_human(min(limits))}",
+            "too-large",
+            limit=min(limits),
+        )
+
+
+def _mime_type(name: str, declared: str) -> str:
+    """The type the file is served as: from its name, else as the browser said, else bytes."""
+    derived = mime_type_for(name)
+    if derived is not None:
+        return derived
+    try:
+        return normalize_mime_type(declared) if declared else OCTET_STREAM
+    except ValueError:
+        return OCTET_STREAM
+
+
+def _accepted(accept: tuple[str, ...], name: str, types: set[str]) -> bool:
+    """Whether ``name`` or one of ``types`` matches an ``accept`` entry, as browsers match them."""
+    lower = name.lower()
+    types = {essence(t) for t in types if t}
+    for entry in (a.strip().lower() for a in accept):
+        if entry.startswith("."):
+            if lower.endswith(entry):
+                return True
+        elif entry.endswith("/*"):
+            if any(t.startswith(entry[:-1]) for t in types):
+                return True
+        elif entry and entry in types:
+            return True
+    return False
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes of ``stream``: fewer only at its end."""
+    pieces = []
+    got = 0
+    while got < size:
+        piece = stream.read(size - got)
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json", headers=_NO_STORE
+    )
+
+
+def _refuse(service: FileService, err: Refused) -> Response:
+    # What is left of a refused request's body is drained by the server (gunicorn, werkzeug)
+    # before the connection takes the next request.
+    service.events.emit("failed", detail=f"upload refused ({err.status}): {err}")
+    return _json(err.status, {"error": str(err), "reason": err.reason, **err.extra})
