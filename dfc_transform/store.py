@@ -356,6 +356,8 @@ class ChunkStore:
     def _iter_from(
         self, record: FileRecord, head: bytes, first: int, last: int, start: int, stop: int
     ) -> Iterator[bytes]:
+        # One chunk per round trip: fetching the next ones ahead with get_many measured no
+        # faster on Redis (hiredis parses 1 MiB values at about a GB/s either way).
         cs = record.chunk_size
         for index in range(first, last + 1):
             data = head if index == first else self._chunk(record, index)
@@ -365,6 +367,9 @@ class ChunkStore:
 
     def _chunk(self, record: FileRecord, index: int) -> bytes:
         data = self._call(self.backend.get, self._key(record.chunks_key, index))
+        return self._check_chunk(record, index, data)
+
+    def _check_chunk(self, record: FileRecord, index: int, data: Any) -> bytes:
         expected = min(record.chunk_size, record.size - index * record.chunk_size)
         if not isinstance(data, bytes) or len(data) != expected:
             raise ContentMissingError(
