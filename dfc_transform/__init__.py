@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .component import Upload, _js_dist  # noqa: F401 - Dash serves the component's bundle from _js_dist
+from .converters import register_converter
 from .exc import FileServeError
 from .service import FileService
 from .transform import FileOutput, FileServeTransform
@@ -32,4 +33,5 @@ __all__ = [
     "Upload",
     "UploadedFile",
     "__version__",
+    "register_converter",
 ]

@@ -1,27 +1,36 @@
-"""What a callback may return: sorting values into buffer, stream or path.
+"""What a callback may return: sorting values into buffer, stream, path or writer.
 
 Like werkzeug's ``send_file``, every value is sorted once, at the top, into one
-of three shapes; the store then has one straight flow for each.
+of four shapes; the store then has one straight flow for each. A value that is not
+yet a file (a figure, an image, a data frame) goes through its converter first
+(see :mod:`dfc_transform.converters`).
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Unpack
 
-from .exc import MissingPathError, UnsupportedValueError
+from .converters import Converter, Written, choose_format, find_converter, type_name
+from .exc import FileServeError, MissingPathError, UnsupportedValueError
 from .options import FileOptions, OptionArgs, options_from
 
-__all__ = ["ACCEPTED", "File", "FileOptions", "Source", "to_source"]
+__all__ = ["ACCEPTED", "File", "FileOptions", "Source", "WithWriter", "to_source"]
 
 ACCEPTED = (
     "bytes, bytearray, memoryview, io.BytesIO, io.StringIO, a binary file object, "
-    "a str or os.PathLike path to an existing file, File(...), None or dash.no_update"
+    "a str or os.PathLike path to an existing file, a matplotlib or plotly Figure, a PIL Image, "
+    "a pandas DataFrame or Series, a polars DataFrame, a numpy ndarray, a value of a type given "
+    "to register_converter(), File(...), None or dash.no_update"
 )
+
+# A converter's result that needs converting again: allowed a few times (a polars frame
+# handed on as pandas), not forever.
+_MAX_CONVERSIONS = 4
 
 
 @dataclass(frozen=True, init=False)
@@ -29,27 +38,54 @@ class File:
     """A returned value with options for this value only.
 
     ``return File(buf, filename="report.pdf", download=True)``
+
+    ``writer`` holds keyword arguments for the writer of a converted value (not a
+    serving option): ``File(df, filename="x.xlsx", writer={"index": False,
+    "sheet_name": "Data"})`` calls ``df.to_excel(sink, index=False, sheet_name="Data")``.
     """
 
+    #: The value; with ``writer`` options, the value bound to them (a :class:`WithWriter`),
+    #: so that they travel with it to the converter.
     data: Any
     options: FileOptions
+    #: Keyword arguments for the converter's writer (``to_csv``, ``savefig``, ``save``...).
+    writer: Mapping[str, Any] | None
 
-    def __init__(self, data: Any, **options: Unpack[OptionArgs]) -> None:
+    def __init__(
+        self, data: Any, *, writer: Mapping[str, Any] | None = None, **options: Unpack[OptionArgs]
+    ) -> None:
         if isinstance(data, File):
             raise UnsupportedValueError("File(...) cannot wrap another File(...)")
-        object.__setattr__(self, "data", data)
+        if writer is not None and not (
+            isinstance(writer, Mapping) and all(isinstance(k, str) for k in writer)
+        ):
+            raise UnsupportedValueError(
+                f"File(writer=...) takes a dict of keyword arguments for the writer, got {writer!r}"
+            )
+        writer = dict(writer) if writer else None
+        object.__setattr__(self, "data", WithWriter(data, writer) if writer else data)
         object.__setattr__(self, "options", options_from(dict(options), "File(...)"))
+        object.__setattr__(self, "writer", writer)
+
+
+@dataclass(frozen=True)
+class WithWriter:
+    """A value with the keyword arguments its converter's writer is to get."""
+
+    value: Any
+    writer: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class Source:
-    """A value sorted into one of three shapes.
+    """A value sorted into one of four shapes.
 
     ``buffer``: bytes in memory; ``stream``: read from its position to EOF;
-    ``path``: a regular file on this host.
+    ``path``: a regular file on this host; ``writer``: a converter's
+    :class:`~dfc_transform.converters.Written` as ``stream``, read as its writer writes.
     """
 
-    kind: Literal["buffer", "stream", "path"]
+    kind: Literal["buffer", "stream", "path", "writer"]
     buffer: memoryview | None = None
     stream: Any = None
     path: Path | None = None
@@ -109,11 +145,29 @@ def _read_exact(read: Any, size: int) -> Iterator[bytes]:
         yield bytes(pending)
 
 
-def to_source(value: Any, *, where: str = "") -> Source:
+def to_source(
+    value: Any, *, where: str = "", filename: str | None = None, mime_type: str | None = None
+) -> Source:
     """Sort ``value`` into a :class:`Source`, or raise a precise error.
 
-    ``where`` names the callback and output for the error message.
+    ``filename`` and ``mime_type`` are the file's options: they choose the format a
+    converted value is written in. ``where`` names the callback and output for the
+    error message.
     """
+    return _sort(value, where, filename, mime_type, 0)
+
+
+def _sort(value: Any, where: str, filename: str | None, mime_type: str | None, depth: int) -> Source:
+    if isinstance(value, WithWriter):
+        converter = find_converter(value.value)
+        if converter is None:
+            raise UnsupportedValueError(
+                f"writer options ({', '.join(sorted(value.writer))}) are for values that a converter "
+                f"writes (a figure, an image, a data frame), not for a {type_name(value.value)}; "
+                "drop writer=...",
+                where=where,
+            )
+        return _converted(value.value, converter, value.writer, where, filename, mime_type, depth)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return Source("buffer", buffer=memoryview(value).cast("B"))
     if isinstance(value, io.BytesIO):
@@ -123,16 +177,75 @@ def to_source(value: Any, *, where: str = "") -> Source:
         return Source("buffer", buffer=memoryview(value.getvalue().encode("utf-8")), charset="utf-8")
     if isinstance(value, (str, os.PathLike)):
         return _path_source(value, where)
+    converter = find_converter(value)
+    if converter is not None:
+        return _converted(value, converter, {}, where, filename, mime_type, depth)
     if callable(getattr(value, "read", None)):
         name = getattr(value, "name", None)
         hint = os.path.basename(name) if isinstance(name, str) and name else None
         charset = "utf-8" if isinstance(value, io.TextIOBase) else None
         return Source("stream", stream=value, name_hint=hint, charset=charset)
+    hint = ""
+    if isinstance(value, dict) and "data" in value:
+        hint = "; a dict is not taken for a plotly figure: return plotly.graph_objects.Figure(value)"
     raise UnsupportedValueError(
-        f"cannot serve a value of type {type(value).__module__}.{type(value).__qualname__} "
-        f"({_short_repr(value)}); accepted: {ACCEPTED}",
+        f"cannot serve a value of type {type_name(value)} ({_short_repr(value)}); accepted: {ACCEPTED}{hint}",
         where=where,
     )
+
+
+def _converted(
+    value: Any,
+    converter: Converter,
+    writer: Mapping[str, Any],
+    where: str,
+    filename: str | None,
+    mime_type: str | None,
+    depth: int,
+) -> Source:
+    """The source of what ``converter`` makes of ``value`` in the format the options ask for."""
+    fmt = choose_format(filename, mime_type)
+    try:
+        result = converter(value, fmt)
+    except FileServeError:
+        raise
+    except Exception as err:
+        raise FileServeError(
+            f"the converter of {type_name(value)} ({_name_of(converter)}) failed for format "
+            f"{fmt!r}: {type(err).__name__}: {err}"
+        ) from err
+    if isinstance(result, Written):
+        result.configure(writer)
+        return Source("writer", stream=result, name_hint=result.name, charset=result.charset)
+    if writer:
+        raise UnsupportedValueError(
+            f"writer options ({', '.join(sorted(writer))}) were given, but the converter of "
+            f"{type_name(value)} returned a {type_name(result)}, which no writer of ours writes: "
+            "only the built-in converters take writer options",
+            where=where,
+        )
+    name_hint = None
+    if isinstance(result, File):
+        # Its name may say the format (figure.svg); its serving options are the callback's to set.
+        if replace(result.options, filename=None) != FileOptions():
+            raise UnsupportedValueError(
+                f"the converter of {type_name(value)} returned a File(...) with serving options; a "
+                "converter may only name the file: set the other options on the File the callback returns",
+                where=where,
+            )
+        name_hint, result = result.options.filename, result.data
+    if depth >= _MAX_CONVERSIONS or type(result) is type(value) or result is None:
+        raise UnsupportedValueError(
+            f"the converter of {type_name(value)} ({_name_of(converter)}) returned "
+            f"{_short_repr(result)}: it must return something a FileOutput takes ({ACCEPTED})",
+            where=where,
+        )
+    source = _sort(result, where, filename, mime_type, depth + 1)
+    return replace(source, name_hint=name_hint) if name_hint else source
+
+
+def _name_of(function: Any) -> str:
+    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', repr(function))}"
 
 
 def _path_source(value: str | os.PathLike[str], where: str) -> Source:

@@ -1,15 +1,15 @@
-"""A matplotlib figure served as PNG and as SVG: no base64, no seek(0).
+"""A matplotlib figure served as PNG and as SVG: the callback returns the figure itself.
 
-``fig.savefig(buf)`` leaves the buffer's position at its end; the transform takes the whole buffer anyway,
-so the callback returns it as it is. The figure is a ``matplotlib.figure.Figure`` rather than pyplot's, as
-matplotlib recommends for web servers (no global state shared between requests), on the Agg backend.
+Each ``FileOutput``'s file name says the format (``plot.png``, ``plot.svg``); the transform writes the
+figure with its own ``savefig`` straight into the store: no BytesIO, no seek(0), no base64. (Without a
+file name it would be ``figure.png``.) The figure is a ``matplotlib.figure.Figure`` rather than pyplot's,
+as matplotlib recommends for web servers (no global state shared between requests), on the Agg backend.
 
 Run:  pip install -e ".[examples]" && python examples/plots.py   then open http://127.0.0.1:8050
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
 
@@ -59,12 +59,9 @@ app.layout = html.Div(
     Input("plot", "n_clicks"),
     prevent_initial_call=True,
 )
-def plot(clicks: int) -> tuple[io.BytesIO, io.BytesIO]:
+def plot(clicks: int) -> tuple[Figure, Figure]:
     fig = make_figure(clicks)
-    png, svg = io.BytesIO(), io.BytesIO()
-    fig.savefig(png, format="png")
-    fig.savefig(svg, format="svg")
-    return png, svg  # no seek(0), no base64
+    return fig, fig  # written as plot.png and plot.svg
 
 
 if __name__ == "__main__":
