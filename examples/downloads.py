@@ -1,57 +1,36 @@
-"""Exports: a CSV and an Excel workbook behind download links, and a PDF report shown inline.
+"""Exports: a DataFrame as CSV and as an Excel workbook behind download links, and a PDF report inline.
 
 ``FileOutput(..., download=True)`` serves a file as an attachment, so a plain ``html.A`` with that URL as
-``href`` is a download link: no ``dcc.Download``, no base64 in the callback response. The file names are
+``href`` is a download link: no ``dcc.Download``, no base64 in the callback response. The callback returns
+the pandas DataFrame itself; each output's file name says the format (``.csv``, ``.xlsx``), and
+``File(table, writer={...})`` passes options to pandas' own ``to_csv`` / ``to_excel``. The file names are
 not ASCII ("Übersicht März.csv"); they reach the browser intact (RFC 5987 ``filename*``). The PDF is served
 inline and opens in an ``html.Iframe``; it is written by hand below, so it needs no PDF library.
 
 Why two spreadsheet files: a ``.csv`` is what every tool reads; it is written as UTF-8 *with a byte order
-mark*, without which Excel reads "März" as "MÃ¤rz". The ``.xlsx`` (made with openpyxl) is what Excel users
-expect: it opens without an import dialog and keeps types and formats, where a hand-made SpreadsheetML
-``.xls`` would make Excel warn that the content does not match the extension.
+mark* (``encoding="utf-8-sig"``), without which Excel reads "März" as "MÃ¤rz". The ``.xlsx`` (pandas
+writes it with openpyxl) is what Excel users expect: it opens without an import dialog and keeps types.
 
 Run:  pip install -e ".[examples]" && python examples/downloads.py   then open http://127.0.0.1:8050
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 
+import pandas as pd
 from dash_extensions.enrich import DashProxy, Input, html
-from openpyxl import Workbook
-from openpyxl.styles import Font
 
-from dfc_transform import FileOutput, FileServeTransform
+from dfc_transform import File, FileOutput, FileServeTransform
 
 BASENAME = "Übersicht März"
 HEADER = ("Region", "Month", "Revenue (€)")
 ROWS = [("Köln", "März", 1234.5), ("Zürich", "März", 987.25), ("Malmö", "März", 1500.0)]
 
 
-def make_csv() -> bytes:
-    """The table as CSV, UTF-8 with a byte order mark so that Excel reads it as UTF-8."""
-    text = io.StringIO(newline="")
-    csv.writer(text).writerows([HEADER, *ROWS])
-    return text.getvalue().encode("utf-8-sig")
-
-
-def make_xlsx() -> io.BytesIO:
-    """The table as an Excel workbook."""
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "März"
-    sheet.append(HEADER)
-    for row in ROWS:
-        sheet.append(row)
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for (cell,) in sheet.iter_rows(min_row=2, min_col=3, max_col=3):
-        cell.number_format = "#,##0.00 €"
-    buf = io.BytesIO()
-    book.save(buf)  # no seek(0): the transform takes the whole buffer
-    return buf
+def make_table() -> pd.DataFrame:
+    """The table to export."""
+    return pd.DataFrame(ROWS, columns=list(HEADER))
 
 
 def make_pdf() -> bytes:
@@ -110,8 +89,13 @@ app.layout = html.Div(
     Input("build", "n_clicks"),
     prevent_initial_call=True,
 )
-def build(_clicks: int) -> tuple[bytes, io.BytesIO, bytes]:
-    return make_csv(), make_xlsx(), make_pdf()
+def build(_clicks: int) -> tuple[File, File, bytes]:
+    table = make_table()
+    return (
+        File(table, writer={"index": False, "encoding": "utf-8-sig"}),  # the BOM Excel looks for
+        File(table, writer={"index": False, "sheet_name": "März"}),
+        make_pdf(),
+    )
 
 
 if __name__ == "__main__":
