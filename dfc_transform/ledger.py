@@ -16,13 +16,21 @@ file-system backends, a key taken with the backend's atomic ``add`` (Redis
 
 A file being written holds a reservation for the bytes read so far, so that
 concurrent writers together never pass the budget either.
+
+Without a budget nothing has to be decided at registration, and each process
+gathers its changes and writes them to the head once a second (from a daemon
+thread, and whenever it reads the totals): a registration then costs no lock
+and no backend call. Changes a killed process never wrote only miss from the
+totals until their bucket expires.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -40,6 +48,10 @@ Evict = Callable[[str, str], None]
 #: A lock taken through the backend is given up after this long, should its holder die.
 LOCK_TIMEOUT = 10
 BUCKET_SECONDS = 60
+#: How often a process writes its gathered changes (without a budget).
+FLUSH_SECONDS = 1.0
+
+logger = logging.getLogger(__name__)
 
 
 class Ledger:
@@ -68,11 +80,16 @@ class Ledger:
         self.lists_files = budget is not None
         self._lock_path = lock_dir / f"{key.replace(':', '_')}.lock" if lock_dir is not None else None
         self._thread_lock = threading.Lock() if in_process else None
+        # Changes not yet written, per bucket: [bytes, files, last expiry]; see flush().
+        self._pending: dict[int, list[Any]] = {}
+        self._pending_lock = threading.Lock()
+        self._flusher_pid: int | None = None
 
     # -- reading ----------------------------------------------------------------------
 
     def totals(self) -> tuple[int, int]:
         """``(files, bytes)`` held now; bytes of files being written included."""
+        self.flush()
         head = _Head(self._get(self.key))
         head.drop_expired(time.time())
         return head.files, head.bytes + sum(head.reserved.values())
@@ -106,6 +123,9 @@ class Ledger:
         self, storage: str, token: str, size: int, created: float, expires: float | None, evict: Evict
     ) -> None:
         """Enter the stored file ``token``, in place of the reservation of ``storage``."""
+        if not self.lists_files:
+            self._later(_bucket_of(created), size, 1, expires)
+            return
         with self._locked() as head:
             head.reserved.pop(storage, None)
             bucket_id = _bucket_of(created)
@@ -118,6 +138,9 @@ class Ledger:
 
     def renew(self, token: str, created: float, expires: float | None) -> None:
         """Push back the expiry of ``token`` (the same content registered again)."""
+        if not self.lists_files:
+            self._later(_bucket_of(created), 0, 0, expires)
+            return
         with self._locked() as head:
             bucket_id = _bucket_of(created)
             head.extend(bucket_id, expires)
@@ -129,11 +152,11 @@ class Ledger:
 
     def drop(self, token: str, created: float, size: int) -> None:
         """Forget a file (removed, consumed, swept) of ``size`` bytes."""
+        if not self.lists_files:
+            self._later(_bucket_of(created), -size, -1, None)
+            return
         with self._locked() as head:
             bucket_id = _bucket_of(created)
-            if not self.lists_files:
-                head.remove(bucket_id, size)
-                return
             bucket = self._bucket(bucket_id)
             if bucket.pop(token, None) is not None:  # not evicted already
                 head.remove(bucket_id, size)
@@ -141,8 +164,52 @@ class Ledger:
 
     def release(self, storage: str) -> None:
         """Give back the reservation of a file whose writing failed or was not needed."""
+        if self.budget is None:
+            return  # nothing is reserved without a budget
         with self._locked() as head:
             head.reserved.pop(storage, None)
+
+    def flush(self) -> None:
+        """Write the changes this process gathered (without a budget) to the head."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        with self._locked() as head:
+            for bucket_id, (nbytes, files, expires) in pending.items():
+                head.merge(bucket_id, nbytes, files, expires)
+
+    def _later(self, bucket_id: int, nbytes: int, files: int, expires: float | None) -> None:
+        with self._pending_lock:
+            entry = self._pending.setdefault(bucket_id, [0, 0, None])
+            entry[0] += nbytes
+            entry[1] += files
+            if expires is not None:
+                entry[2] = expires if entry[2] is None else max(entry[2], expires)
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        """A daemon thread of this process writes the gathered changes once a second."""
+        with self._pending_lock:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+
+        def loop() -> None:
+            while True:
+                time.sleep(FLUSH_SECONDS)
+                try:
+                    self.flush()
+                except Exception:  # the backend may be back at the next round; changes wait
+                    logger.warning("writing the ledger failed", exc_info=True)
+
+        threading.Thread(target=loop, name="dfc_transform-ledger", daemon=True).start()
+        atexit.register(self._flush_quietly)
+
+    def _flush_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            self.flush()
 
     def _make_room(self, head: _Head, evict: Evict, keep: str | None = None) -> None:
         """Drop expired buckets; evict the oldest files (never ``keep``) until within budget."""
@@ -254,6 +321,16 @@ class _Head:
         entry = self.buckets.get(bucket_id)
         if entry is not None and entry[2] is not None:
             entry[2] = None if expires is None else max(entry[2], expires)
+
+    def merge(self, bucket_id: int, nbytes: int, files: int, expires: float | None) -> None:
+        """Add changes gathered elsewhere (counts may be negative: files removed)."""
+        if files > 0 or bucket_id in self.buckets:
+            entry = self.buckets.setdefault(bucket_id, [0, 0, expires])
+            entry[0] += nbytes
+            entry[1] += files
+            self.extend(bucket_id, expires)
+            if entry[1] <= 0:
+                del self.buckets[bucket_id]
 
     def remove(self, bucket_id: int, size: int) -> None:
         entry = self.buckets.get(bucket_id)

@@ -166,7 +166,9 @@ class ChunkStore:
         digest = hashlib.sha256()
         written = size = reserved = 0
         evict = self._evict
-        if known is not None or source.buffer is not None:
+        if self.ledger.budget is None:
+            reserved = 2**63  # nothing to hold back without a budget
+        elif known is not None or source.buffer is not None:
             reserved = known if known is not None else len(source.buffer or b"")
             _check_size(reserved, max_size)
             self.ledger.reserve(storage, reserved, evict)
@@ -224,7 +226,8 @@ class ChunkStore:
         """
         if len(data) > self.chunk_size:
             raise ValueError(f"a chunk holds at most {self.chunk_size} bytes, got {len(data)}")
-        self.ledger.reserve(storage, len(data), self._evict)
+        if self.ledger.budget is not None:
+            self.ledger.reserve(storage, len(data), self._evict)
         self._set(self._key(storage, index), data, self._chunk_timeout)
 
     def has_chunk(self, storage: str, index: int) -> bool:
