@@ -686,6 +686,17 @@ def test_pipe_holds_at_most_its_limit_ahead_of_the_reader() -> None:
     assert read == 64 * piece
 
 
+def test_a_large_write_enters_the_pipe_in_pieces() -> None:
+    block = bytes(range(256)) * (16 * 4096)  # 16 MiB in one write, as numpy.save writes
+    stream = Written(lambda sink: sink.write(block), name="b.bin", what="a block")
+    try:
+        first = stream.read(len(block))
+        assert len(first) == PIPE_LIMIT  # the pipe never held more than its limit
+        assert first + stream.read(-1) == block
+    finally:
+        stream.close()
+
+
 def test_closing_before_reading_starts_nothing() -> None:
     ran = []
     stream = Written(lambda sink: ran.append(1), name="n.bin", what="nothing")

@@ -179,12 +179,19 @@ class _Pipe:
         self._want = 1
 
     def put(self, data: ReadableBuffer) -> None:
+        view = memoryview(data).cast("B")
+        # A large write (numpy hands over 16 MiB at a time) goes in limit-sized pieces, so
+        # that the pipe never holds much more than its limit.
+        for start in range(0, len(view), self._limit):
+            self._put(view[start : start + self._limit])
+
+    def _put(self, piece: memoryview) -> None:
         with self._lock:
             while len(self._buffer) >= self._limit and self._reading:
                 self._lock.wait()
             if not self._reading:
                 raise BrokenPipeError("the store stopped reading this file (refused or failed)")
-            self._buffer += data
+            self._buffer += piece
             if len(self._buffer) >= self._want:
                 self._lock.notify_all()
 
