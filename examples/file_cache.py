@@ -28,6 +28,13 @@ WAYS = ("StringIO", "BytesIO", "Path")
 CACHE_DIR = Path(tempfile.gettempdir()) / "dfc_transform_example_cache"
 
 
+def _redis_client(url: str) -> Any:
+    """A Redis client that gives up after 5 s: a hung Redis then answers 503, not a hung page."""
+    import redis  # pip install "dfc-transform[redis]"
+
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
 def make_svg(label: str) -> str:
     """A small picture with a label, so each way shows which one it was."""
     return f"""<svg xmlns="http://www.w3.org/2000/svg" width="320" height="160" viewBox="0 0 320 160">
@@ -48,9 +55,7 @@ def make_backend() -> tuple[BaseCache, str]:
     """The cache backend, and where it keeps files (for the page)."""
     redis_url = os.environ.get("DFC_EXAMPLE_REDIS")
     if redis_url:
-        import redis  # pip install "dfc-transform[redis]"
-
-        return RedisCache(host=redis.Redis.from_url(redis_url), key_prefix="dfc-example:"), "Redis"
+        return RedisCache(host=_redis_client(redis_url), key_prefix="dfc-example:"), "Redis"
     return FileSystemCache(str(CACHE_DIR), threshold=0), str(CACHE_DIR)
 
 
