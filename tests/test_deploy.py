@@ -7,7 +7,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -256,12 +255,10 @@ def test_celery_background_callback(start_gunicorn: Any, redis_server: RedisServ
         "DFC_TEST_REDIS_URL": f"redis://{redis_server.address}",
         "DFC_TRANSFORM_DIR": str(tmp_path / "store"),
     }
-    celery = shutil.which("celery")
-    assert celery, "celery is not installed"
     log = tmp_path / "celery.log"
     with open(log, "wb") as out:
         worker = subprocess.Popen(
-            [celery, "-A", "tests.apps.celery_app:celery_app", "worker", "--pool=solo", "--concurrency=1",
+            [sys.executable, "-m", "celery", "-A", "tests.apps.celery_app:celery_app", "worker", "--pool=solo", "--concurrency=1",
              "--loglevel=INFO", "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
