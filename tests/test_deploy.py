@@ -255,10 +255,14 @@ def test_celery_background_callback(start_gunicorn: Any, redis_server: RedisServ
         "DFC_TEST_REDIS_URL": f"redis://{redis_server.address}",
         "DFC_TRANSFORM_DIR": str(tmp_path / "store"),
     }
+    # The celery script next to this interpreter, not `python -m celery`: DashProxy registers its
+    # tasks in the worker only when sys.argv[0] ends with "celery" (register_celery_tasks).
+    celery = Path(sys.executable).with_name("celery")
+    assert celery.is_file(), f"celery is not installed next to {sys.executable}"
     log = tmp_path / "celery.log"
     with open(log, "wb") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.apps.celery_app:celery_app", "worker", "--pool=solo", "--concurrency=1",
+            [str(celery), "-A", "tests.apps.celery_app:celery_app", "worker", "--pool=solo", "--concurrency=1",
              "--loglevel=INFO", "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
