@@ -23,6 +23,7 @@ from typing import Any
 import dash
 from dash import ALL, ALLSMALLER, MATCH, Output
 
+from .converters import find_converter
 from .exc import FileServeError
 from .values import File
 
@@ -142,7 +143,7 @@ def check_set_props(callback: str) -> None:
     them with "not JSON serializable"."""
     for component_id, props in _pending_set_props().items():
         for prop, value in dict(props).items():
-            if isinstance(value, _FILE_TYPES):
+            if isinstance(value, _FILE_TYPES) or find_converter(value) is not None:
                 kind = type(value.data if isinstance(value, File) else value).__name__
                 raise FileServeError(
                     f"set_props({component_id!r}, {{{prop!r}: {kind}}}): set_props sends its values "

@@ -416,6 +416,7 @@ _FILE_VALUES: dict[str, Callable[[Path], Any]] = {
     "PosixPath": lambda tmp: tmp,
     "File": lambda tmp: File(b"x", filename="x.bin"),
     "BufferedReader": lambda tmp: open(__file__, "rb"),  # noqa: SIM115 (closed by the test)
+    "DataFrame": lambda tmp: __import__("pandas").DataFrame({"a": [1]}),  # a value a converter takes
 }
 
 
@@ -697,3 +698,4 @@ def test_a_download_from_a_background_callback(target: str, tmp_path: Path, stor
     else:
         url = answer["response"]["store"]["data"]
     assert c.get(url).data == b"made in the job"
+
