@@ -537,3 +537,32 @@ def test_path_values_can_be_sent_by_the_front_server(
     # Bytes registered as content are still sent by the app.
     url, _ = _register(app, service, b"in the store")
     assert header not in app.test_client().get(url).headers
+
+
+@pytest.mark.parametrize("where", ["output", "transform"])
+def test_a_private_file_output_opens_only_in_the_session_of_its_callback(where: str) -> None:
+    from dash_extensions.enrich import DashProxy, Input, html
+
+    from dfc_transform import FileOutput, FileServeTransform
+
+    transform = FileServeTransform(private=where == "transform")
+    app = DashProxy(__name__, transforms=[transform])
+    app.layout = html.Div([html.Button(id="go"), html.Img(id="img")])
+
+    @app.callback(FileOutput("img", "src", private=where == "output" or None), Input("go", "n_clicks"))
+    def plot(n: Any) -> Any:
+        return b"mine only"
+
+    browser = app.server.test_client()
+    page = browser.get("/")  # the page gives the browser its session
+    assert any(c.startswith(f"{COOKIE}=") for c in page.headers.getlist("Set-Cookie"))
+    body = {
+        "output": "img.src",
+        "outputs": {"id": "img", "property": "src"},
+        "inputs": [{"id": "go", "property": "n_clicks", "value": 1}],
+        "changedPropIds": ["go.n_clicks"],
+        "state": [],
+    }
+    url = browser.post("/_dash-update-component", json=body).get_json()["response"]["img"]["src"]
+    assert browser.get(url).data == b"mine only"
+    assert app.server.test_client().get(url).status_code == 404
