@@ -14,7 +14,9 @@ from dash_extensions.enrich import DashProxy, Input, Output, html
 from dfc_transform import FileOutput, FileServeTransform
 
 app = DashProxy(__name__, transforms=[FileServeTransform()])
-app.layout = html.Div([html.Button(id="go"), html.Img(id="img"), html.Button(id="go-uri"), html.Img(id="uri")])
+app.layout = html.Div(
+    [html.Button(id="go"), html.Img(id="img"), html.Button(id="go-uri"), html.Img(id="uri")]
+)
 server = app.server
 server.secret_key = os.environ.get("BENCH_SECRET", "bench")
 
@@ -24,7 +26,9 @@ def _content(n: int, size: int) -> bytes:
     return random.Random(n).randbytes(size)
 
 
-@app.callback(FileOutput("img", "src", filename="plot.png"), Input("go", "n_clicks"), prevent_initial_call=True)
+@app.callback(
+    FileOutput("img", "src", filename="plot.png"), Input("go", "n_clicks"), prevent_initial_call=True
+)
 def as_file(n: int) -> Any:
     return io.BytesIO(_content(n, int(os.environ["BENCH_SIZE"])))
 

@@ -94,7 +94,11 @@ def _served(size: int, rounds: int, store: Path) -> dict[str, float]:
             for _ in range(CLIENTS):  # warm every thread of every worker
                 _round_trip(port, kind, next(counter))
             with ThreadPoolExecutor(CLIENTS) as pool:
-                times = list(pool.map(lambda n, k=kind: _round_trip(port, k, n), [next(counter) for _ in range(rounds)]))
+                times = list(
+                    pool.map(
+                        lambda n, k=kind: _round_trip(port, k, n), [next(counter) for _ in range(rounds)]
+                    )
+                )
             results[kind] = statistics.median(times)
         return results
     finally:
@@ -142,7 +146,9 @@ def _overhead(rounds: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke test")
     args = parser.parse_args(argv)
     rounds = 40 if args.quick else 400
@@ -152,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, size in SIZES.items():
             medians = _served(size, rounds, Path(tmp) / label.replace(" ", ""))
             ratio = medians["file"] / medians["uri"]
-            print(f"| {label} | {medians['file'] * 1e3:.2f} ms | {medians['uri'] * 1e3:.2f} ms | {ratio:.2f}x |")
+            print(
+                f"| {label} | {medians['file'] * 1e3:.2f} ms | {medians['uri'] * 1e3:.2f} ms | {ratio:.2f}x |"
+            )
         os.environ["DFC_TRANSFORM_DIR"] = str(Path(tmp) / "overhead")
         ours, plain = _overhead(50 if args.quick else 500)
     print()
