@@ -698,4 +698,3 @@ def test_a_download_from_a_background_callback(target: str, tmp_path: Path, stor
     else:
         url = answer["response"]["store"]["data"]
     assert c.get(url).data == b"made in the job"
-
