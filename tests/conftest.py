@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 
 from dfc_transform import FileServeTransform
 
-from .servers import MemcachedServer, RedisServer
+from .servers import Gunicorn, MemcachedServer, RedisServer
 
 #: The backends every core test runs on; the backend contract suite adds servers.
 LOCAL_BACKENDS = ["simple", "filesystem"]
@@ -148,3 +148,17 @@ def make_app(backend: Any) -> Iterator[Callable[..., tuple[DashProxy, FileServeT
         return app, transform
 
     yield factory
+
+
+@pytest.fixture
+def start_gunicorn(tmp_path: Path) -> Iterator[Any]:
+    started: list[Gunicorn] = []
+
+    def start(name: str, env: dict[str, str], *args: str, module: str = "deploy_app") -> Gunicorn:
+        server = Gunicorn(tmp_path / name, env, *args, module=module)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -8,6 +8,8 @@ from Debian's ``redis-server`` and ``memcached`` packages.
 from __future__ import annotations
 
 import atexit
+import http.client
+import json
 import os
 import shutil
 import socket
@@ -15,8 +17,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MemcachedServer", "RedisServer", "ServerError", "free_port", "python_tool"]
+__all__ = ["Gunicorn", "MemcachedServer", "RedisServer", "ServerError", "free_port", "python_tool"]
 
 HOST = "127.0.0.1"
 #: How long a server may take to answer after it was started.
@@ -195,3 +198,72 @@ class MemcachedServer(_Server):
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             argv += ["-u", "root"]  # memcached refuses to run as root without it
         return argv
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Gunicorn:
+    """``tests.apps.deploy_app`` under gunicorn, in its own working and temp directories."""
+
+    def __init__(self, home: Path, env: dict[str, str], *args: str, module: str = "deploy_app") -> None:
+        self.home = home
+        self.port = free_port()
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "tmp").mkdir(exist_ok=True)
+        self.log = home / "gunicorn.log"
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "TMPDIR": str(home / "tmp"),
+            **env,
+        }
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", *args,
+                 f"tests.apps.{module}:server"],
+                cwd=home, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if self.request("GET", "/pid")[0] == 200:
+                    return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not start: " + self.log.read_text()
+            time.sleep(0.1)
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """One request on a fresh connection: the kernel may hand it to any worker."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            hdrs = {"Content-Type": "application/json", **(headers or {})} if payload else (headers or {})
+            conn.request(method, path, body=payload, headers=hdrs)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def callback(self, n: int, text: str | None = None) -> tuple[int, Any]:
+        body = {
+            "output": "img.src",
+            "outputs": {"id": "img", "property": "src"},
+            "inputs": [{"id": "go", "property": "n_clicks", "value": n}],
+            "changedPropIds": ["go.n_clicks"],
+            "state": [{"id": "text", "property": "children", "value": text}],
+        }
+        status, data = self.request("POST", "/_dash-update-component", body)
+        return status, (json.loads(data)["response"]["img"]["src"] if status == 200 else data)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)

@@ -36,9 +36,10 @@ from dfc_transform.session import COOKIE
 
 from .servers import RedisServer
 from .store_files import file_entries
-from .test_deploy import Gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The app gunicorn runs for these tests: tests/apps/attack_app.py.
+APP = "attack_app"
 
 
 @pytest.fixture(autouse=True)
@@ -309,9 +310,7 @@ def test_apps_sharing_the_default_store_do_not_serve_each_other(tmp_path: Path) 
 
 def test_every_process_of_one_app_computes_its_namespace(start_gunicorn: Any, tmp_path: Path) -> None:
     """Web workers and any other process importing the app module (a Celery worker) agree."""
-    server = start_gunicorn(
-        "ns", {"DFC_TRANSFORM_DIR": str(tmp_path / "store")}, "-w", "2", module="attack_app"
-    )
+    server = start_gunicorn("ns", {"DFC_TRANSFORM_DIR": str(tmp_path / "store")}, "-w", "2", module=APP)
     _, body = server.request("GET", "/pid")
     web = json.loads(body)["namespace"]
     script = "from tests.apps.attack_app import service; print(service.store.namespace)"
@@ -327,20 +326,6 @@ def test_every_process_of_one_app_computes_its_namespace(start_gunicorn: Any, tm
 
 
 # -- one-time files: at most one complete copy ----------------------------------------------------
-
-
-@pytest.fixture
-def start_gunicorn(tmp_path: Path) -> Iterator[Any]:
-    started: list[Gunicorn] = []
-
-    def start(name: str, env: dict[str, str], *args: str, module: str = "attack_app") -> Gunicorn:
-        server = Gunicorn(tmp_path / name, env, *args, module=module)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def _fetch(port: int, url: str, headers: dict[str, str]) -> tuple[int, bytes, bool]:
@@ -372,7 +357,7 @@ def test_a_one_time_file_is_delivered_complete_at_most_once(
 ) -> None:
     redis_server = request.getfixturevalue("redis_server") if kind == "redis" else None
     env = _backend_env(kind, redis_server, tmp_path / "store")
-    server = start_gunicorn("once", env, "-w", "3", "-k", "gthread", "--threads", "4")
+    server = start_gunicorn("once", env, "-w", "3", "-k", "gthread", "--threads", "4", module=APP)
     size = 2 * 1024 * 1024
     mixes = [{}, {"Range": "bytes=0-"}, {"Range": "bytes=100-"}, {"Range": "bytes=-10"}] * 2
     for round_ in range(3):
@@ -396,7 +381,7 @@ def test_a_one_time_file_is_delivered_complete_at_most_once(
 
 
 def test_an_aborted_transfer_does_not_consume_a_one_time_file(start_gunicorn: Any, tmp_path: Path) -> None:
-    server = start_gunicorn("abort", {"DFC_TRANSFORM_DIR": str(tmp_path / "store")}, "-w", "2")
+    server = start_gunicorn("abort", {"DFC_TRANSFORM_DIR": str(tmp_path / "store")}, "-w", "2", module=APP)
     size = 4 * 1024 * 1024
     registered = json.loads(server.request("POST", f"/register?size={size}&one_time=1")[1])
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
