@@ -35,9 +35,10 @@ from werkzeug.wrappers import Request, Response
 
 from .. import session
 from ..exc import BackendUnavailableError, ContentMissingError, FileServeError
-from ..naming import OCTET_STREAM, check_filename, essence, mime_type_for, normalize_mime_type, safe_filename
+from ..naming import check_filename, essence, safe_filename
 from ..records import FileRecord, new_token
 from ..service import FileService
+from .checks import Refused, accepted, check_size, mime_type, read_exact, release_memory
 from .tickets import Handle, TicketError, Tickets
 
 __all__ = ["METHODS", "ROUTE", "add_routes", "describe", "handle_request"]
@@ -52,16 +53,6 @@ TICKET_HEADER = "X-Upload-Ticket"
 PART_TARGET = 4 * 1024 * 1024
 _MAX_START_BODY = 16 * 1024
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-
-
-class Refused(Exception):
-    """A request the protocol answers with ``status`` and a sentence for the user."""
-
-    def __init__(self, status: int, message: str, reason: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.extra = extra
 
 
 def add_routes(app: Flask, service: FileService, url_prefix: str, endpoint: str) -> None:
@@ -124,7 +115,7 @@ def handle_request(service: FileService, subpath: str, request: Request) -> Resp
 
 
 def _start(service: FileService, tickets: Tickets, ticket: Any, request: Request) -> dict[str, Any]:
-    body = _read_exact(request.stream, _MAX_START_BODY + 1)
+    body = read_exact(request.stream, _MAX_START_BODY + 1)
     if len(body) > _MAX_START_BODY:
         raise Refused(413, "the upload's description is too long", "too-large")
     try:
@@ -139,9 +130,9 @@ def _start(service: FileService, tickets: Tickets, ticket: Any, request: Request
         check_filename(name)
     except ValueError as err:
         raise Refused(400, str(err), "bad-name") from err
-    _check_size(name, size, ticket.max_size, service)
-    mime = _mime_type(name, declared)
-    if ticket.accept is not None and not _accepted(ticket.accept, name, {mime, essence(declared)}):
+    check_size(name, size, ticket.max_size, service)
+    mime = mime_type(name, declared)
+    if ticket.accept is not None and not accepted(ticket.accept, name, {mime, essence(declared)}):
         raise Refused(
             415,
             f"{name} is not a type this upload accepts (it accepts {', '.join(ticket.accept)})",
@@ -190,7 +181,10 @@ def _put_part(
     token = tickets.token_of(upload)
     done = store.get(token)
     if done is None:
-        _write_part(service, upload, part, request.stream)
+        try:
+            _write_part(service, upload, part, request.stream)
+        finally:
+            release_memory()
     complete = request.args.get("complete") == "1"
     if complete and done is None:
         done = _complete(service, upload, token)
@@ -205,7 +199,7 @@ def _write_part(service: FileService, upload: Handle, part: int, stream: IO[byte
     for index in range(first, stop):
         want = min(upload.chunk_size, upload.size - index * upload.chunk_size)
         try:
-            data = _read_exact(stream, want)
+            data = read_exact(stream, want)
         except ClientDisconnected as err:
             raise Refused(400, f"part {part} ended early: send it again", "short") from err
         if len(data) < want:
@@ -282,66 +276,6 @@ def _received(store: Any, upload: Handle) -> list[int]:
 def _has_part(store: Any, upload: Handle, part: int) -> bool:
     first, stop = upload.part_span(part)
     return all(store.has_chunk(upload.storage, index) for index in range(first, stop))
-
-
-def _check_size(name: str, size: int, ticket_max: int | None, service: FileService) -> None:
-    limits = [m for m in (ticket_max, service.max_size, service.max_total_size) if m is not None]
-    if limits and size > min(limits):
-        raise Refused(
-            413,
-            f"{name} is {_human(size)}; this upload takes files up to {_human(min(limits))}",
-            "too-large",
-            limit=min(limits),
-        )
-
-
-def _mime_type(name: str, declared: str) -> str:
-    """The type the file is served as: from its name, else as the browser said, else bytes."""
-    derived = mime_type_for(name)
-    if derived is not None:
-        return derived
-    try:
-        return normalize_mime_type(declared) if declared else OCTET_STREAM
-    except ValueError:
-        return OCTET_STREAM
-
-
-def _accepted(accept: tuple[str, ...], name: str, types: set[str]) -> bool:
-    """Whether ``name`` or one of ``types`` matches an ``accept`` entry, as browsers match them."""
-    lower = name.lower()
-    types = {essence(t) for t in types if t}
-    for entry in (a.strip().lower() for a in accept):
-        if entry.startswith("."):
-            if lower.endswith(entry):
-                return True
-        elif entry.endswith("/*"):
-            if any(t.startswith(entry[:-1]) for t in types):
-                return True
-        elif entry and entry in types:
-            return True
-    return False
-
-
-def _read_exact(stream: IO[bytes], size: int) -> bytes:
-    """Up to ``size`` bytes of ``stream``: fewer only at its end."""
-    pieces = []
-    got = 0
-    while got < size:
-        piece = stream.read(size - got)
-        if not piece:
-            break
-        pieces.append(piece)
-        got += len(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:

@@ -9,6 +9,7 @@
 const PARALLEL = 2; // parts in flight at once
 const RETRIES = 6; // attempts after the first, per request: 0.5, 1, 2, 4, 8, 8 s apart
 const STALL_MS = 30000; // a request that sends nothing for this long is cut and retried
+const CANCEL_AGAIN_MS = 3000; // after a cancel, parts cut off have stopped writing by then
 const RETRYABLE = new Set([0, 408, 425, 429, 500, 502, 503, 504]);
 
 export class Refused extends Error {}
@@ -77,12 +78,17 @@ export class Transfer {
     }
 
     cancel() {
+        const parts = this.requests.size;
         this.cancelled = true;
         for (const xhr of this.requests) xhr.abort();
         remember(this.key, null);
-        if (this.handle) {
-            this.request("DELETE", `${this.ticket.endpoint}/${this.handle}`).catch(() => {});
-        }
+        if (!this.handle) return;
+        const url = `${this.ticket.endpoint}/${this.handle}`;
+        const remove = () => this.send("DELETE", url).catch(() => {});
+        remove();
+        // A part cut off by the abort may still be writing its last chunk on the server:
+        // what it leaves is removed by a second request once it has given up.
+        if (parts) setTimeout(remove, CANCEL_AGAIN_MS);
     }
 
     // The upload's status: resumed from an earlier handle (this page's, or a reloaded
@@ -187,6 +193,10 @@ export class Transfer {
 
     request(method, url, body, onSent) {
         if (this.cancelled) return Promise.reject(new Cancelled());
+        return this.send(method, url, body, onSent);
+    }
+
+    send(method, url, body, onSent) {
         return new Promise((resolve, reject) => {
             const xhr = new XMLHttpRequest();
             let last = Date.now();
