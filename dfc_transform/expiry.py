@@ -78,7 +78,7 @@ class ExpiryJournal:
 
     def sweep_due(
         self,
-        purge: Callable[[str, float], bool],
+        purge: Callable[[str, float], bool | None],
         *,
         now: float | None = None,
         force: bool = False,
@@ -87,7 +87,7 @@ class ExpiryJournal:
         """Purge every file whose expiry plus ``grace`` has passed; return how many went.
 
         ``purge(name, expires)`` removes a file noted to expire at ``expires`` and tells
-        whether it did (a file renewed since is left alone).
+        whether it did (a file renewed since is left alone), or ``None`` to keep the entry.
 
         Runs at most once per ``SWEEP_INTERVAL`` seconds per process unless ``force``.
         ``grace`` (default: the journal's) lets a transfer that started just before the
@@ -108,7 +108,11 @@ class ExpiryJournal:
                 name, _, expires = entry.partition(" ")
                 due = _float(expires, default=(bucket + 1) * BUCKET_SECONDS)
                 if due + grace <= now:
-                    purged += purge(name, due)
+                    result = purge(name, due)
+                    if result is None:  # not this sweeper's to remove: it stays noted
+                        self._append(bucket, entry)
+                    else:
+                        purged += result
                 else:
                     self._append(bucket, entry)
         return purged

@@ -329,7 +329,7 @@ class FileService:
 
         Files being written, and any the ledger lost track of, are swept from the journal too.
         """
-        swept = self.store.sweep(force=True, now=float("inf"), grace=0)
+        swept = self.store.sweep(force=True, now=float("inf"), grace=0, only_mine=True)
         return swept + sum(self.store.remove(token) for token in self.store.ledger.tokens())
 
     def _owner(self) -> str:

@@ -427,15 +427,29 @@ class ChunkStore:
         self.events.emit("removed", token=token, filename=record.filename, size=record.size)
         return True
 
-    def sweep(self, *, force: bool = False, now: float | None = None, grace: float | None = None) -> int:
+    def sweep(
+        self,
+        *,
+        force: bool = False,
+        now: float | None = None,
+        grace: float | None = None,
+        only_mine: bool = False,
+    ) -> int:
         """Purge the files whose time is over (those the journal knows of); return how many.
 
-        Entries of every namespace sharing the journal are swept: an app that is gone for
-        good leaves nothing behind either.
+        Expired entries of every namespace sharing the journal are swept: an app that is gone
+        for good leaves nothing behind either. ``only_mine`` keeps other namespaces' entries
+        (for :meth:`FileService.clear`, which removes files before their time).
         """
         if self.journal is None:
             return 0
-        return int(self.journal.sweep_due(self._purge_entry, now=now, force=force, grace=grace))
+
+        def purge(name: str, expires: float) -> bool | None:
+            if only_mine and _split_namespace(name) != self.namespace:
+                return None
+            return self._purge_entry(name, expires)
+
+        return int(self.journal.sweep_due(purge, now=now, force=force, grace=grace))
 
     def _purge_entry(self, name: str, expires: float) -> bool:
         """Purge a journal entry that expired at ``expires``.
@@ -558,6 +572,11 @@ def _add_or_set(backend: Any) -> Callable[..., Any]:
         return not backend.has(key) and bool(backend.set(key, value, timeout))
 
     return check_then_set
+
+
+def _split_namespace(name: str) -> str:
+    """The namespace of a journal entry (see :meth:`ChunkStore._purge_entry`)."""
+    return name.split("/", 1)[0] if "/" in name else ""
 
 
 def _due(record: FileRecord, noted: float) -> bool:

@@ -551,3 +551,17 @@ def test_a_private_file_output_opens_only_in_the_session_of_its_callback(where: 
     url = browser.post("/_dash-update-component", json=body).get_json()["response"]["img"]["src"]
     assert browser.get(url).data == b"mine only"
     assert app.server.test_client().get(url).status_code == 404
+
+
+def test_clearing_one_app_leaves_the_other_apps_of_a_shared_store() -> None:
+    mine, theirs = FileService(namespace="mine"), FileService(namespace="theirs")
+    app_mine, app_theirs = _app("clear-mine", mine), _app("clear-theirs", theirs)
+    gone, _ = _register(app_mine, mine, os.urandom(300_000))
+    kept, _ = _register(app_theirs, theirs, os.urandom(300_000))
+    assert mine.clear() == 1
+    assert app_mine.test_client().get(gone).status_code == 404
+    assert app_theirs.test_client().get(kept).status_code == 200
+    assert theirs.stats().files == 1
+    # Their file still leaves with its time: its journal entry was kept.
+    assert theirs.store.sweep(force=True, now=time.time() + 10**6, grace=0) == 1
+    assert app_theirs.test_client().get(kept).status_code == 404
