@@ -26,7 +26,7 @@ from selenium.webdriver.common.by import By
 
 from dfc_transform import FileInput, FileServeTransform, Upload, UploadedFile
 
-from .browser_support import CHROMEDRIVER, missing_browser, serving, start_browser, wait_until
+from .browser_support import CHROMEDRIVER, RequestLog, missing_browser, serving, start_browser, wait_until
 from .servers import free_port
 
 pytestmark = [pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning")]
@@ -249,9 +249,9 @@ def write_file(path: Path, size: int) -> str:
     return sha.hexdigest()
 
 
-def choose(driver: Any, path: Path) -> None:
+def choose(driver: Any, path: Path, component: str = "up") -> None:
     """Choose ``path`` in the component's file input, as a user picking it would."""
-    driver.find_element(By.CSS_SELECTOR, "#up input[type=file]").send_keys(str(path))
+    driver.find_element(By.CSS_SELECTOR, f"#{component} input[type=file]").send_keys(str(path))
 
 
 def progress(driver: Any) -> float | None:
@@ -259,13 +259,25 @@ def progress(driver: Any) -> float | None:
     return float(bars[0].get_attribute("aria-valuenow")) if bars else None
 
 
-def status_text(driver: Any) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, "#up .dfc-upload__status")
+def status_text(driver: Any, component: str = "up") -> str:
+    found = driver.find_elements(By.CSS_SELECTOR, f"#{component} .dfc-upload__status")
     return str(found[0].text) if found else ""
 
 
 def digest_text(driver: Any) -> str:
     return str(driver.find_element(By.ID, "digest").text)
+
+
+def throttle(driver: Any, upload_bytes_per_s: int | None) -> None:
+    """Slow the browser's uploads down (``None``: full speed again)."""
+    if upload_bytes_per_s is None:
+        driver.execute_cdp_cmd("Network.disable", {})
+        return
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": upload_bytes_per_s},
+    )
 
 
 # -- the tests --------------------------------------------------------------------------------------
@@ -343,10 +355,10 @@ def test_a_large_upload_survives_a_cut_connection_with_bounded_memory(
 
 
 @pytest.fixture
-def refusing_app(tmp_path: Path) -> Iterator[tuple[str, FileServeTransform]]:
+def refusing_app(tmp_path: Path) -> Iterator[tuple[str, FileServeTransform, RequestLog]]:
     """In-process: a CSV-only Upload of at most 1 MiB, a styled one, a disabled one, and one for
-    files the store's budget (3 MiB) cannot take."""
-    transform = FileServeTransform(max_total_size=3 * MiB)
+    files the store's budget (40 MiB) cannot take."""
+    transform = FileServeTransform(max_total_size=40 * MiB)
     app = DashProxy(__name__, transforms=[transform])
     app.layout = html.Div(
         [
@@ -360,61 +372,56 @@ def refusing_app(tmp_path: Path) -> Iterator[tuple[str, FileServeTransform]]:
 
     @app.callback(Output("digest", "children"), FileInput("up", "value"), prevent_initial_call=True)
     def show(upload: UploadedFile) -> str:
-        return f"{upload.name} {upload.size}"
+        return f"{upload.name} {upload.size} {hashlib.sha256(upload.read()).hexdigest()}"
 
-    with serving(app.server) as (url, _):
-        yield url, transform
+    with serving(app.server) as (url, log):
+        yield url, transform, log
 
 
 def test_refusals_are_shown_cancel_removes_and_styles_can_be_overridden(
-    browser: Any, refusing_app: tuple[str, FileServeTransform], tmp_path: Path
+    browser: Any, refusing_app: tuple[str, FileServeTransform, RequestLog], tmp_path: Path
 ) -> None:
-    url, transform = refusing_app
+    url, transform, _ = refusing_app
     driver = browser.driver
     driver.get(url)
     wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#up.dfc-upload"), timeout=30)
 
-    def pick(component: str, path: Path) -> None:
-        driver.find_element(By.CSS_SELECTOR, f"#{component} input[type=file]").send_keys(str(path))
-
-    def status(component: str) -> str:
-        found = driver.find_elements(By.CSS_SELECTOR, f"#{component} .dfc-upload__status")
-        return str(found[0].text) if found else ""
-
     # Refused in the browser, before anything is sent: a wrong type, then a file over max_size.
     wrong = tmp_path / "tool.exe"
     wrong.write_bytes(b"MZ")
-    pick("csv", wrong)
+    choose(driver, wrong, "csv")
     wait_until(
-        lambda: status("csv") == "tool.exe is not a type this upload accepts (.csv)",
-        message=lambda: status("csv"),
+        lambda: status_text(driver, "csv") == "tool.exe is not a type this upload accepts (.csv)",
+        message=lambda: status_text(driver, "csv"),
     )
     large = tmp_path / "large.csv"
     large.write_bytes(b"a,b\n" * (MiB // 4 + 1))
-    pick("csv", large)
-    wait_until(lambda: "files up to 1.0 MB are accepted" in status("csv"), message=lambda: status("csv"))
+    choose(driver, large, "csv")
+    wait_until(
+        lambda: "files up to 1.0 MB are accepted" in status_text(driver, "csv"),
+        message=lambda: status_text(driver, "csv"),
+    )
     # Refused by the server, its sentence shown: the store's byte budget is smaller than the file.
     over = tmp_path / "over.bin"
-    over.write_bytes(os.urandom(4 * MiB))
-    pick("up", over)
-    wait_until(lambda: "this upload takes files up to 3.0 MiB" in status("up"), message=lambda: status("up"))
+    over.write_bytes(os.urandom(41 * MiB))
+    choose(driver, over)
+    wait_until(
+        lambda: "over.bin is 41.0 MiB; this upload takes files up to 40.0 MiB" in status_text(driver),
+        message=lambda: status_text(driver),
+    )
     assert driver.find_elements(By.CSS_SELECTOR, "#up .dfc-upload__file--refused")
 
     # Cancel, on a link slowed down to 4 MiB/s: the part written so far leaves the store.
-    driver.execute_cdp_cmd("Network.enable", {})
-    driver.execute_cdp_cmd(
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 4 * MiB},
-    )
+    throttle(driver, 4 * MiB)
     slow = tmp_path / "slow.bin"
     slow.write_bytes(os.urandom(3 * MiB - 1))
-    pick("up", slow)
-    wait_until(lambda: (progress(driver) or 0) > 5, message=lambda: status("up"))
+    choose(driver, slow)
+    wait_until(lambda: (progress(driver) or 0) > 5, message=lambda: status_text(driver))
     driver.find_element(By.CSS_SELECTOR, "#up .dfc-upload__cancel").click()
-    wait_until(lambda: status("up") == "cancelled", message=lambda: status("up"))
+    wait_until(lambda: status_text(driver) == "cancelled", message=lambda: status_text(driver))
     wait_until(lambda: transform.stats().bytes == 0, message=lambda: str(transform.stats()))
     assert digest_text(driver) == ""
-    driver.execute_cdp_cmd("Network.disable", {})
+    throttle(driver, None)
 
     # The app's style wins over the default look; a disabled Upload takes nothing.
     styled = driver.find_element(By.ID, "styled")
@@ -426,3 +433,31 @@ def test_refusals_are_shown_cancel_removes_and_styles_can_be_overridden(
     assert "mine" in (styled.get_attribute("class") or "").split()
     assert driver.find_element(By.CSS_SELECTOR, "#off input[type=file]").get_attribute("disabled") == "true"
     assert driver.find_element(By.ID, "off").get_attribute("aria-disabled") == "true"
+
+
+def test_an_upload_resumes_after_the_page_is_reloaded(
+    browser: Any, refusing_app: tuple[str, FileServeTransform, RequestLog], tmp_path: Path
+) -> None:
+    """Half sent, the page reloaded, the same file chosen again: only the missing parts are sent."""
+    url, _, log = refusing_app
+    driver = browser.driver
+    driver.get(url)
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#up.dfc-upload"), timeout=30)
+    path = tmp_path / "resumed.bin"
+    data = os.urandom(16 * MiB - 5)
+    path.write_bytes(data)
+    throttle(driver, 4 * MiB)
+    choose(driver, path)
+    # Parts 0 and 1 go first, side by side; past 60 %, both are stored and part 2 is on its way.
+    wait_until(lambda: (progress(driver) or 0) > 60, timeout=30, message=lambda: status_text(driver))
+    driver.refresh()
+    throttle(driver, None)
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#up.dfc-upload"), timeout=30)
+    before = len(log.exchanges)
+    choose(driver, path)
+    expected = f"resumed.bin {len(data)} {hashlib.sha256(data).hexdigest()}"
+    wait_until(lambda: digest_text(driver) == expected, timeout=60, message=lambda: digest_text(driver))
+    after = [e for e in log.exchanges[before:] if "/_upload" in e.path]
+    assert [e.method for e in after if e.method in ("POST", "GET")] == ["GET"]  # asked, not started again
+    sent = sorted(int(e.path.rsplit("/", 1)[1]) for e in after if e.method == "PUT")
+    assert sent in ([2, 3], [3]), sent  # part 2 may have arrived just before the reload
