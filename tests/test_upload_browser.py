@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,15 @@ from selenium.webdriver.common.by import By
 
 from dfc_transform import FileInput, FileServeTransform, Upload, UploadedFile
 
-from .browser_support import CHROMEDRIVER, RequestLog, missing_browser, serving, start_browser, wait_until
+from .browser_support import (
+    CHROMEDRIVER,
+    RequestLog,
+    loaded_example,
+    missing_browser,
+    serving,
+    start_browser,
+    wait_until,
+)
 from .servers import free_port
 
 pytestmark = [pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning")]
@@ -235,6 +245,8 @@ def gunicorn(tmp_path: Path) -> Iterator[Gunicorn]:
         yield server
     finally:
         server.stop()
+        # pytest keeps the last runs' temporary directories: not a GiB of store each.
+        shutil.rmtree(tmp_path / "store", ignore_errors=True)
 
 
 def write_file(path: Path, size: int) -> str:
@@ -461,3 +473,26 @@ def test_an_upload_resumes_after_the_page_is_reloaded(
     assert [e.method for e in after if e.method in ("POST", "GET")] == ["GET"]  # asked, not started again
     sent = sorted(int(e.path.rsplit("/", 1)[1]) for e in after if e.method == "PUT")
     assert sent in ([2, 3], [3]), sent  # part 2 may have arrived just before the reload
+
+
+def test_the_uploads_example_previews_a_csv_and_serves_a_cleaned_copy(browser: Any, tmp_path: Path) -> None:
+    driver = browser.driver
+    source = tmp_path / "sales.csv"
+    source.write_text(
+        "Region , Revenue (€)\n"
+        + "".join(f" r{i} ,{i}\n" if i % 3 else f" r{i} ,{i}\n,\n" for i in range(5000)),
+        encoding="utf-8",
+    )
+    with loaded_example("uploads") as module, serving(module.server) as (url, _):
+        driver.get(url)
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#upload.dfc-upload"), timeout=30)
+        choose(driver, source, "upload")
+        summary = wait_until(lambda: driver.find_element(By.ID, "summary").text, timeout=30)
+        assert summary == f"sales.csv: {source.stat().st_size:,} bytes, 5,000 rows; the first 5:"
+        cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#preview th, #preview td")]
+        assert cells[:6] == ["Region", "Revenue (€)", "r0", "0", "r1", "1"]
+        link = driver.find_element(By.ID, "download").get_attribute("href")
+        assert link.endswith("/sales-clean.csv")
+        with urllib.request.urlopen(link) as response:
+            cleaned = response.read().decode("utf-8").splitlines()
+    assert cleaned[:3] == ["region,revenue", "r0,0", "r1,1"] and len(cleaned) == 5001
