@@ -243,6 +243,8 @@ class ChunkStore:
         for index in range(record.chunk_count):
             if not self.has_chunk(record.storage, index):
                 raise ContentMissingError(f"chunk {index} of {record.chunk_count} was never written")
+        # Noted again for the file's own expiry: the entry of begin_parts was for the upload's deadline.
+        self._note_expiry(record.storage, record.expires, record.token)
         return self._finish(record, record.storage, backref=True)
 
     def abort_parts(self, storage: str) -> None:
@@ -479,6 +481,8 @@ class ChunkStore:
                 self.events.emit("removed", token=token, filename=record.filename, detail="expired")
         else:
             store._purge_keys(storage, None)  # a copy that lost to the same content
+        if record is None:
+            store.ledger.release(storage)  # an unfinished write's reservation
         store._call(store.backend.delete, store._key(storage, "t"))
         return True
 
