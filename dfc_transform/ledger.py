@@ -180,20 +180,22 @@ class Ledger:
                 head.merge(bucket_id, nbytes, files, expires)
 
     def _later(self, bucket_id: int, nbytes: int, files: int, expires: float | None) -> None:
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
         with self._pending_lock:
             entry = self._pending.setdefault(bucket_id, [0, 0, None])
             entry[0] += nbytes
             entry[1] += files
             if expires is not None:
                 entry[2] = expires if entry[2] is None else max(entry[2], expires)
-        if self._flusher_pid != os.getpid():
-            self._start_flusher()
 
     def _start_flusher(self) -> None:
         """A daemon thread of this process writes the gathered changes once a second."""
         with self._pending_lock:
             if self._flusher_pid == os.getpid():
                 return
+            if self._flusher_pid is not None:
+                self._pending = {}  # a forked child's copy of its parent's changes: the parent writes them
             self._flusher_pid = os.getpid()
 
         def loop() -> None:
