@@ -108,7 +108,8 @@ class _BytesSerializer(FileSystemSerializer):
         f.write(value)
 
     def load(self, f: Any) -> bytes:
-        return bytes(f.read())
+        data: bytes = f.read()  # already bytes: no copy of a chunk
+        return data
 
 
 class BytesFileSystemCache(FileSystemCache):

@@ -67,8 +67,8 @@ class ExpiryJournal:
                 time.sleep(SWEEP_INTERVAL)
                 try:
                     sweep()
-                except Exception:  # a backend down now may be back at the next round
-                    logger.warning("sweeping expired files failed", exc_info=True)
+                except Exception as err:  # a backend down now may be back at the next round
+                    logger.warning("sweeping expired files failed (again at the next round): %s", err)
 
         threading.Thread(target=loop, name="dfc_transform-sweeper", daemon=True).start()
 

@@ -175,9 +175,14 @@ class Ledger:
             pending, self._pending = self._pending, {}
         if not pending:
             return
-        with self._locked() as head:
-            for bucket_id, (nbytes, files, expires) in pending.items():
-                head.merge(bucket_id, nbytes, files, expires)
+        try:
+            with self._locked() as head:
+                for bucket_id, (nbytes, files, expires) in pending.items():
+                    head.merge(bucket_id, nbytes, files, expires)
+        except BaseException:
+            for bucket_id, (nbytes, files, expires) in pending.items():  # they wait for the next round
+                self._later(bucket_id, nbytes, files, expires)
+            raise
 
     def _later(self, bucket_id: int, nbytes: int, files: int, expires: float | None) -> None:
         if self._flusher_pid != os.getpid():
@@ -203,8 +208,8 @@ class Ledger:
                 time.sleep(FLUSH_SECONDS)
                 try:
                     self.flush()
-                except Exception:  # the backend may be back at the next round; changes wait
-                    logger.warning("writing the ledger failed", exc_info=True)
+                except Exception as err:  # the backend may be back at the next round; changes wait
+                    logger.warning("writing the ledger failed (again at the next round): %s", err)
 
         threading.Thread(target=loop, name="dfc_transform-ledger", daemon=True).start()
         atexit.register(self._flush_quietly)
