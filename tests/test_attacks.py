@@ -382,14 +382,19 @@ def test_a_one_time_file_is_delivered_complete_at_most_once(
 
 def test_an_aborted_transfer_does_not_consume_a_one_time_file(start_gunicorn: Any, tmp_path: Path) -> None:
     server = start_gunicorn("abort", {"DFC_TRANSFORM_DIR": str(tmp_path / "store")}, "-w", "2", module=APP)
-    size = 4 * 1024 * 1024
+    # Big enough, and read slowly enough (a small receive buffer), that the server cannot have
+    # handed the whole file to the kernel's socket buffers before the client goes away.
+    size = 32 * 1024 * 1024
     registered = json.loads(server.request("POST", f"/register?size={size}&one_time=1")[1])
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", server.port))
     sock.sendall(f"GET {registered['url']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     received = 0
     while received < 256 * 1024:
         received += len(sock.recv(65536))
-    sock.close()  # gone after a quarter of the file
+    sock.close()  # gone after a small part of the file
     deadline = time.monotonic() + 30
     while True:
         status, data, ok = _fetch(server.port, registered["url"], {})
