@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .component import Upload, _js_dist  # noqa: F401 - Dash serves the component's bundle from _js_dist
-from .converters import register_converter
+from .dash.component import Upload, _js_dist  # noqa: F401 - Dash serves the component's bundle from _js_dist
+from .dash.inputs import FileInput, FileState
+from .dash.output import FileOutput
+from .dash.transform import FileServeTransform
+from .dash.uploaded import UploadedFile
 from .exc import FileServeError
 from .service import FileService
-from .transform import FileOutput, FileServeTransform
-from .uploads import FileInput, FileState, UploadedFile
-from .values import File
+from .values import File, register_converter
 
 try:
     __version__ = version("dfc-transform")

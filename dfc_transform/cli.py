@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .backends import default_backend, default_cache_dir
 from .exc import FileServeError
 from .service import FileService
+from .store import default_backend, default_cache_dir
 
 __all__ = ["main"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dfc_transform.backends import BytesFileSystemCache
+from dfc_transform.store.backends import BytesFileSystemCache
 
 
 def file_entries(store: Path, namespace: str = "") -> list[str]:

@@ -30,9 +30,9 @@ from flask import Flask
 
 from dfc_transform import FileService
 from dfc_transform.exc import BackendUnavailableError, InvalidOptionError
-from dfc_transform.expiry import STALE_TEMP_AGE
-from dfc_transform.route import parse_byte_range
-from dfc_transform.session import COOKIE
+from dfc_transform.http.conditional import parse_byte_range
+from dfc_transform.http.session import COOKIE
+from dfc_transform.store.expiry import STALE_TEMP_AGE
 
 from .servers import RedisServer
 from .store_files import file_entries

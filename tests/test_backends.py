@@ -31,9 +31,9 @@ from pymemcache.exceptions import MemcacheServerError
 from werkzeug.serving import make_server
 
 from dfc_transform import FileService
-from dfc_transform.backends import DEFAULT_CHUNK_SIZE, MEMCACHED_CHUNK_SIZE
 from dfc_transform.exc import BackendUnavailableError, FileTooLargeError
-from dfc_transform.records import FileRecord
+from dfc_transform.store.backends import DEFAULT_CHUNK_SIZE, MEMCACHED_CHUNK_SIZE
+from dfc_transform.store.records import FileRecord
 
 from .servers import MemcachedServer, RedisServer
 

@@ -17,7 +17,7 @@ from dash_extensions.enrich import DashProxy, Input, Output, html
 
 from dfc_transform import FileOutput, FileServeTransform
 from dfc_transform.exc import FileServeError
-from dfc_transform.expiry import BUCKET_SECONDS
+from dfc_transform.store.expiry import BUCKET_SECONDS
 
 from .conftest import DashClient, inp, out
 from .store_files import file_entries

@@ -26,10 +26,10 @@ from dash_extensions.enrich import Input
 from matplotlib.figure import Figure
 from PIL import Image
 
-import dfc_transform.converters
+import dfc_transform.values.converters
 from dfc_transform import File, FileOutput, FileServeError, FileService, register_converter
-from dfc_transform.converters.sink import PIPE_LIMIT, Written
 from dfc_transform.exc import FileTooLargeError, UnsupportedValueError
+from dfc_transform.values.converters.sink import PIPE_LIMIT, Written
 
 from .conftest import DashClient, inp, out
 
@@ -299,7 +299,7 @@ def _error_of(make_app: Any, value: Any, **output_options: Any) -> Exception:
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Converters registered by a test are gone after it."""
-    monkeypatch.setattr(dfc_transform.converters, "_REGISTRY", dict(dfc_transform.converters._REGISTRY))
+    monkeypatch.setattr(dfc_transform.values.converters, "_REGISTRY", dict(dfc_transform.values.converters._REGISTRY))
 
 
 # -- round trips ---------------------------------------------------------------------------------

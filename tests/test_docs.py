@@ -47,7 +47,7 @@ SKIP = re.compile(r"^\s*<!--\s*docs-test:\s*skip\b[,:]?\s*(?P<reason>.*?)\s*-->\
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 #: Seconds a block may take, its callbacks fired.
 BLOCK_TIMEOUT = 120
-#: Where file URLs start (see dfc_transform.route.ROUTE_NAME).
+#: Where file URLs start (see dfc_transform.http.ROUTE_NAME).
 FILE_ROUTE = "/_dash-files/"
 #: Imported once by the server the blocks' processes are forked from.
 PRELOAD = ["dash", "dash_extensions.enrich", "dfc_transform", "flask", "cachelib", "matplotlib.figure"]

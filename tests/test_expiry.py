@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from cachelib import SimpleCache
 
-from dfc_transform import FileService, expiry
-from dfc_transform.expiry import BUCKET_SECONDS, DirectoryJournal, MemoryJournal
+from dfc_transform import FileService
+from dfc_transform.store import expiry
+from dfc_transform.store.expiry import BUCKET_SECONDS, DirectoryJournal, MemoryJournal
 
 from .store_files import file_entries
 

@@ -11,8 +11,15 @@ import pytest
 from cachelib import SimpleCache
 
 from dfc_transform import FileService
-from dfc_transform.records import TOKEN_LENGTH, FileRecord, dump_record, is_token, load_record, new_token
-from dfc_transform.values import FileOptions
+from dfc_transform.options import FileOptions
+from dfc_transform.store.records import (
+    TOKEN_LENGTH,
+    FileRecord,
+    dump_record,
+    is_token,
+    load_record,
+    new_token,
+)
 
 RECORD = FileRecord(
     token=new_token(),

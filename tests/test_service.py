@@ -20,7 +20,7 @@ from flask import Flask
 from flask_caching import Cache
 
 from dfc_transform import FileOutput, FileServeTransform, FileService
-from dfc_transform.backends import default_cache_dir
+from dfc_transform.store.backends import default_cache_dir
 
 from .conftest import DashClient, inp, out
 
@@ -210,7 +210,7 @@ def test_content_is_stored_in_chunks(backend: Any, size: int) -> None:
 
 
 def service_options() -> Any:
-    from dfc_transform.values import FileOptions
+    from dfc_transform.options import FileOptions
 
     return FileOptions()
 

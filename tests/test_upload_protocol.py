@@ -31,16 +31,16 @@ from dfc_transform import (
     Upload,
     UploadedFile,
 )
-from dfc_transform.component import BUNDLE
-from dfc_transform.uploads import protocol
-from dfc_transform.uploads.tickets import Tickets
+from dfc_transform.dash.component import BUNDLE
+from dfc_transform.http import uploads as protocol
+from dfc_transform.http.tickets import Tickets
 
 from .conftest import LOCAL_BACKENDS, inp, out
 from .servers import RedisServer
 
 CHUNK = 1024
 PART = 4 * CHUNK
-COMPONENT_DIR = Path(__file__).resolve().parent.parent / "dfc_transform" / "component"
+COMPONENT_DIR = Path(__file__).resolve().parent.parent / "dfc_transform" / "dash" / "component"
 
 
 @pytest.fixture(autouse=True)
@@ -561,7 +561,7 @@ def test_uploads_into_redis(redis_server: RedisServer) -> None:
 
 
 def test_the_shipped_bundle_is_built_from_the_sources(tmp_path: Path) -> None:
-    """``npm ci`` and esbuild in a copy of dfc_transform/component; the result must be the shipped file."""
+    """``npm ci`` and esbuild in a copy of dfc_transform/dash/component; the result must be the shipped file."""
     npm = shutil.which("npm")
     if npm is None:
         pytest.fail("npm not found: install node 20 and npm to check the component's bundle")
@@ -573,8 +573,8 @@ def test_the_shipped_bundle_is_built_from_the_sources(tmp_path: Path) -> None:
     run: Callable[..., Any] = subprocess.run
     run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=work, check=True, timeout=240)
     run(["node", "build.mjs", "--outfile", str(work / "built.js")], cwd=work, check=True, timeout=120)
-    shipped = (COMPONENT_DIR.parent / BUNDLE).read_bytes()
+    shipped = (COMPONENT_DIR.parent.parent / BUNDLE).read_bytes()
     assert (work / "built.js").read_bytes() == shipped, (
-        "dfc_transform/component/dfc_upload.min.js is not what its sources build: run "
-        "`npm ci && npm run build` in dfc_transform/component and commit the result"
+        "dfc_transform/dash/component/dfc_upload.min.js is not what its sources build: run "
+        "`npm ci && npm run build` in dfc_transform/dash/component and commit the result"
     )

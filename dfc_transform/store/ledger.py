@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .exc import BackendUnavailableError, FileTooLargeError
+from ..exc import BackendUnavailableError, FileTooLargeError
 
 __all__ = ["Evict", "Ledger"]
 

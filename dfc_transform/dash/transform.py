@@ -26,8 +26,14 @@ from flask import Flask, has_request_context, request
 from flask import Response as FlaskResponse
 from werkzeug.wrappers import Response
 
-from . import apps, route, session, uploads
-from .backends import CacheLike
+from .. import http
+from ..exc import FileServeError, UnsupportedValueError
+from ..http.adapters import flask as flask_adapter
+from ..options import FileOptions, OptionArgs
+from ..service import SHARED_BACKEND_ADVICE, FileService, Stats
+from ..settings import SettingArgs
+from ..store import CacheLike
+from . import apps, inputs
 from .callbacks import (
     MARK,
     Plan,
@@ -39,11 +45,8 @@ from .callbacks import (
     snapshot,
     wrap,
 )
-from .download import DOWNLOAD_PROPERTY, Downloads, companion_id, payload
-from .exc import FileServeError, UnsupportedValueError
-from .options import FileOptions, OptionArgs
+from .downloads import DOWNLOAD_PROPERTY, Downloads, companion_id, payload
 from .output import FileOutput
-from .service import _SHARED_BACKEND_ADVICE, FileService, Settings, Stats
 
 __all__ = ["FileOutput", "FileServeTransform"]
 
@@ -64,7 +67,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         ``namespace``, ``sendfile_header``, ``sendfile_prefix``, ``on_event``), passed on.
     """
 
-    def __init__(self, backend: CacheLike | None = None, **settings: Unpack[Settings]) -> None:
+    def __init__(self, backend: CacheLike | None = None, **settings: Unpack[SettingArgs]) -> None:
         super().__init__()
         #: The store and route this transform uses.
         self.service = FileService(backend, **settings)
@@ -112,8 +115,8 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             )
         self._app = app
         self._serving_pid = os.getpid()
-        self.service.url_base = app.get_relative_path(f"/{route.ROUTE_NAME}/")
-        self.service.adopt(app.server, app.config.requests_pathname_prefix)
+        self.service.url_base = app.get_relative_path(f"/{http.ROUTE_NAME}/")
+        self.service.adopt(app.config.name, app.config.requests_pathname_prefix)
         _warn_on_unshared_secret(app)
 
     def _ensure_bound(self) -> None:
@@ -136,9 +139,9 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         for callback in callbacks:
             if not callable(callback.f):
                 continue
-            if uploads.has_file_inputs(callback.inputs.structure) and not hasattr(callback.f, uploads.MARK):
-                # FileInput/FileState: the function gets UploadedFile objects (see dfc_transform.uploads).
-                callback.f = uploads.wrap_inputs(
+            if inputs.has_file_inputs(callback.inputs.structure) and not hasattr(callback.f, inputs.MARK):
+                # FileInput/FileState: the function gets UploadedFile objects (see .inputs).
+                callback.f = inputs.wrap_inputs(
                     callback.f, callback.inputs.structure, self._service_now, name_of(callback.f)
                 )
             plan = getattr(callback.f, MARK, None)
@@ -172,7 +175,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             message = (
                 f"callback {name} is a background callback: it runs in another process, where a "
                 f"{self.service.store.backend_name} cannot hand its files to the web process; "
-                f"{_SHARED_BACKEND_ADVICE}"
+                f"{SHARED_BACKEND_ADVICE}"
             )
             logger.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -222,7 +225,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             raise FileServeError(
                 f"this callback runs in process {os.getpid()} but the app serves files from process "
                 f"{self._serving_pid}, and a {self.service.store.backend_name} is private to one "
-                f"process; {_SHARED_BACKEND_ADVICE}",
+                f"process; {SHARED_BACKEND_ADVICE}",
                 where=f"callback {plan.name}",
             )
         files: list[dict[str, Any]] = []
@@ -337,41 +340,34 @@ def _transform_of(app: Any) -> FileServeTransform | None:
 # -- Dash hooks: every Dash app created after this import gets the route -------------
 
 
-@dash.hooks.route(name=f"{route.ROUTE_NAME}/<path:subpath>", methods=("GET", "HEAD"))
-def _serve_file(subpath: str) -> Response:
+def _answer(subpath: str) -> Response:
     app = dash.get_app()  # the hook runs in the app's context: the right app of several
     transform = _transform_of(app)
     if transform is None:
-        return route.plain(404, "Not found: this app has no FileServeTransform.")
+        return flask_adapter.to_flask(
+            http.plain(404, "Not found: this app has no FileServeTransform."), request.environ
+        )
     transform.bind(app)
-    return transform.service.serve(subpath)
+    service = transform.service
+    base = service.url_base or request.script_root + f"/{http.ROUTE_NAME}/"
+    answer = service.handle(flask_adapter.from_flask(request, subpath, base))
+    return flask_adapter.to_flask(answer, request.environ)
 
 
-@dash.hooks.route(name=route.ROUTE_NAME, methods=("GET", "HEAD"))
-def _no_file() -> Response:
+@dash.hooks.route(name=f"{http.ROUTE_NAME}/<path:subpath>", methods=flask_adapter.METHODS)
+def _serve(subpath: str) -> Response:
+    return _answer(subpath)
+
+
+@dash.hooks.route(name=http.ROUTE_NAME, methods=flask_adapter.METHODS)
+def _serve_bare() -> Response:
     # Without this, Dash's catch-all would answer the bare prefix with the app's page.
-    return route.plain(404, "Not found: no such file.")
+    return _answer("")
 
 
-@dash.hooks.route(name=f"{route.ROUTE_NAME}/", methods=("GET", "HEAD"))
-def _no_file_slash() -> Response:
-    return route.plain(404, "Not found: no such file.")
-
-
-# The upload protocol (see dfc_transform.uploads.protocol), under the file route.
-@dash.hooks.route(name=f"{route.ROUTE_NAME}/{uploads.ROUTE}", methods=uploads.METHODS)
-def _upload_start() -> Response:
-    return _upload("")
-
-
-@dash.hooks.route(name=f"{route.ROUTE_NAME}/{uploads.ROUTE}/<path:subpath>", methods=uploads.METHODS)
-def _upload(subpath: str) -> Response:
-    app = dash.get_app()
-    transform = _transform_of(app)
-    if transform is None:
-        return route.plain(404, "Not found: this app has no FileServeTransform.")
-    transform.bind(app)
-    return uploads.handle_request(transform.service, subpath, request)
+@dash.hooks.route(name=f"{http.ROUTE_NAME}/", methods=flask_adapter.METHODS)
+def _serve_slash() -> Response:
+    return _answer("")
 
 
 @dash.hooks.setup()
@@ -408,4 +404,4 @@ def _set_up(app: dash.Dash) -> None:
         transform = _transform_of(app)
         return transform is not None and transform.service.uses_private
 
-    session.install(server, uses_private)
+    flask_adapter.install_session_cookie(server, uses_private)

@@ -12,8 +12,8 @@ import importlib.util
 import sys
 from typing import Any
 
-from ..exc import UnsupportedValueError
-from ..naming import OCTET_STREAM, essence, extension_for
+from ...exc import UnsupportedValueError
+from ...naming import OCTET_STREAM, essence, extension_for
 
 __all__ = ["choose_format", "require", "resolve", "type_name"]
 

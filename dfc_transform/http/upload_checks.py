@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from typing import IO, Any
+from typing import Any
 
 from ..naming import OCTET_STREAM, essence, mime_type_for, normalize_mime_type
-from ..service import FileService
+from ..settings import Settings
+from .messages import Readable
 
 __all__ = ["Refused", "accepted", "check_size", "mime_type", "read_exact", "release_memory"]
 
@@ -22,8 +23,8 @@ class Refused(Exception):
         self.extra = extra
 
 
-def check_size(name: str, size: int, ticket_max: int | None, service: FileService) -> None:
-    limits = [m for m in (ticket_max, service.max_size, service.max_total_size) if m is not None]
+def check_size(name: str, size: int, ticket_max: int | None, settings: Settings) -> None:
+    limits = [m for m in (ticket_max, settings.max_size, settings.max_total_size) if m is not None]
     if limits and size > min(limits):
         raise Refused(
             413,
@@ -93,7 +94,7 @@ def release_memory() -> None:
         _malloc_trim(0)
 
 
-def read_exact(stream: IO[bytes], size: int) -> bytes:
+def read_exact(stream: Readable, size: int) -> bytes:
     """Up to ``size`` bytes of ``stream``: fewer only at its end."""
     pieces = []
     got = 0

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import has_request_context, request
-
-from .. import apps, route
+from .. import http
 from ..exc import FileServeError
+from ..http.adapters.current import script_root
+from ..http.tickets import Tickets
 from ..service import FileService
-from .protocol import ROUTE
-from .tickets import Tickets
+from . import apps
 
 __all__ = ["service_of_app", "ticket_props"]
 
@@ -46,5 +45,5 @@ def ticket_props(
         return None
     base = service.url_base
     if base is None:
-        base = (request.script_root if has_request_context() else "") + f"/{route.ROUTE_NAME}/"
-    return {"token": token, "endpoint": base + ROUTE}
+        base = script_root() + f"/{http.ROUTE_NAME}/"
+    return {"token": token, "endpoint": base + http.UPLOAD_ROUTE}

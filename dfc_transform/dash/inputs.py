@@ -3,7 +3,7 @@
 The ``Upload`` component puts a JSON description of each finished file in its ``value``:
 ``{name, size, type, url, receipt}`` (a list of them with ``multiple=True``). A plain
 ``Input``/``State`` on that prop gets the description as it is; a ``FileInput``/``FileState``
-gets :class:`~dfc_transform.uploads.files.UploadedFile` objects instead. The transform
+gets :class:`~dfc_transform.dash.uploaded.UploadedFile` objects instead. The transform
 wraps such callbacks with :func:`wrap_inputs`, which converts the arguments at those
 positions before the function runs. Only descriptions whose receipt this app signed are
 accepted, and a private upload only in a callback from the browser session that made it.
@@ -20,11 +20,11 @@ from typing import Any
 
 from dash import Input, State
 
-from .. import session
 from ..exc import ContentMissingError, FileServeError
+from ..http.adapters.current import current_owner
+from ..http.tickets import TicketError, Tickets
 from ..service import FileService
-from .files import UploadedFile
-from .tickets import TicketError, Tickets
+from .uploaded import UploadedFile
 
 __all__ = ["FileInput", "FileState", "has_file_inputs", "to_uploaded", "wrap_inputs"]
 
@@ -152,7 +152,7 @@ def to_uploaded(value: Any, service: FileService, *, where: str = "") -> Any:
             f"live {service.timeout} s, the transform's timeout): upload it again",
             where=where,
         )
-    if record.owner is not None and record.owner != session.current_owner():
+    if record.owner is not None and record.owner != current_owner():
         raise FileServeError(
             f"the uploaded file {record.filename!r} belongs to another browser session",
             where=where,

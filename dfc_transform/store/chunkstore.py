@@ -29,12 +29,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from ..events import Events
+from ..exc import BackendUnavailableError, ContentMissingError, FileServeError, FileTooLargeError
+from ..values import Source
 from .backends import CacheLike, Profile
-from .events import Events
-from .exc import BackendUnavailableError, ContentMissingError, FileServeError, FileTooLargeError
 from .ledger import Ledger
 from .records import FileRecord, content_token, dump_record, load_record, new_token
-from .values import Source
 
 __all__ = ["CacheLike", "ChunkStore"]
 

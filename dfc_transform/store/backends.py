@@ -22,7 +22,7 @@ from typing import IO, Any, Literal, Protocol
 from cachelib import FileSystemCache, MemcachedCache, NullCache, SimpleCache
 from cachelib.serializers import FileSystemSerializer
 
-from .exc import FileServeError
+from ..exc import FileServeError
 from .expiry import GRACE, DirectoryJournal, ExpiryJournal, MemoryJournal
 
 __all__ = [

@@ -16,7 +16,7 @@ from dash.development.base_component import Component
 __all__ = ["BUNDLE", "Upload", "_js_dist"]
 
 #: The built bundle, relative to the ``dfc_transform`` package.
-BUNDLE = "component/dfc_upload.min.js"
+BUNDLE = "dash/component/dfc_upload.min.js"
 
 _js_dist = [{"relative_package_path": BUNDLE, "namespace": "dfc_transform"}]
 
@@ -115,7 +115,7 @@ class Upload(Component):
         Minted here, each time the component is sent (with a page's layout or a callback's
         answer), so that every page gets its own ticket with its own expiry.
         """
-        from ..uploads.pages import ticket_props
+        from ..upload_tickets import ticket_props
 
         data: dict[str, Any] = super().to_plotly_json()
         data["props"]["ticket"] = ticket_props(

@@ -23,9 +23,8 @@ from typing import Any
 import dash
 from dash import ALL, ALLSMALLER, MATCH, Output
 
-from .converters import find_converter
-from .exc import FileServeError
-from .values import File
+from ..exc import FileServeError
+from ..values import File, find_converter
 
 __all__ = ["MARK", "Plan", "check_set_props", "concrete_ids", "name_of", "outputs_of", "snapshot", "wrap"]
 

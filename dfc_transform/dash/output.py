@@ -6,8 +6,8 @@ from typing import Any, Unpack
 
 from dash import ALL, ALLSMALLER, Output
 
+from ..options import OptionArgs, options_from
 from .callbacks import has_wildcard
-from .options import OptionArgs, options_from
 
 __all__ = ["FileOutput"]
 

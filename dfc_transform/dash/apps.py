@@ -16,8 +16,8 @@ from dash_extensions.enrich import DashProxy
 from flask import current_app as current_flask_app
 from flask import has_request_context, request
 
+from ..exc import FileServeError
 from .callbacks import name_of
-from .exc import FileServeError
 from .output import FileOutput
 
 __all__ = ["current_app", "refuse_unhandled", "remember", "serves"]

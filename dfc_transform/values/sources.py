@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Unpack
 
+from ..exc import FileServeError, MissingPathError, UnsupportedValueError
+from ..options import FileOptions, OptionArgs, options_from
 from .converters import Converter, Written, choose_format, find_converter, type_name
-from .exc import FileServeError, MissingPathError, UnsupportedValueError
-from .options import FileOptions, OptionArgs, options_from
 
 __all__ = ["ACCEPTED", "File", "FileOptions", "Source", "WithWriter", "to_source"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-from ..exc import UnsupportedValueError
+from ...exc import UnsupportedValueError
 from .formats import installed, require, resolve, type_name
 from .sink import Written, text_sink
 

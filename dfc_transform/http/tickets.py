@@ -34,8 +34,7 @@ from typing import Any
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from ..exc import BackendUnavailableError
-from ..records import TOKEN_BYTES
-from ..store import ChunkStore
+from ..store import TOKEN_BYTES, ChunkStore
 
 __all__ = ["Handle", "Ticket", "TicketError", "Tickets", "id_key"]
 

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from ..exc import FileServeError, UnsupportedValueError
+from ...exc import FileServeError, UnsupportedValueError
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer

@@ -1,0 +1,9 @@
+"""The Dash side: the transform, ``FileOutput``, downloads, uploads and the ``Upload`` component.
+
+- :mod:`.transform`: ``FileServeTransform``, which stores what callbacks return to ``FileOutput``;
+- :mod:`.output`: ``FileOutput``; :mod:`.callbacks`: wrapping callback functions;
+- :mod:`.downloads`: a ``FileOutput`` on a ``dcc.Download``;
+- :mod:`.inputs`, :mod:`.uploaded`: ``FileInput``/``FileState`` and ``UploadedFile``;
+- :mod:`.component`: the ``Upload`` component; :mod:`.upload_tickets`: its tickets;
+- :mod:`.apps`: which app a request or a callback run belongs to.
+"""

@@ -1,0 +1,40 @@
+"""The store: files in chunks in any cachelib backend, with expiry, a byte budget and claims.
+
+- :mod:`.backends`: what a backend is (its profile), and the default store;
+- :mod:`.records`: a file's metadata record and its token;
+- :mod:`.chunkstore`: writing and reading files in chunks;
+- :mod:`.ledger`: sizes and ages of every file, the byte budget;
+- :mod:`.expiry`: the journal that removes expired files from backends that do not.
+"""
+
+from __future__ import annotations
+
+from .backends import (
+    CacheLike,
+    Profile,
+    default_backend,
+    default_cache_dir,
+    profile_of,
+    unwrap,
+    warn_on_count_pruning,
+)
+from .chunkstore import ChunkStore
+from .reader import ChunkReader
+from .records import TOKEN_BYTES, FileRecord, content_token, is_token, new_token
+
+__all__ = [
+    "TOKEN_BYTES",
+    "CacheLike",
+    "ChunkReader",
+    "ChunkStore",
+    "FileRecord",
+    "Profile",
+    "content_token",
+    "default_backend",
+    "default_cache_dir",
+    "is_token",
+    "new_token",
+    "profile_of",
+    "unwrap",
+    "warn_on_count_pruning",
+]

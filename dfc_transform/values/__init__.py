@@ -1,0 +1,12 @@
+"""What a callback may return, and how it becomes bytes.
+
+- :mod:`.sources`: sorting a returned value into a buffer, a stream, a path or a writer;
+- :mod:`.converters`: figures, images and tables written in the format asked for.
+"""
+
+from __future__ import annotations
+
+from .converters import find_converter, register_converter
+from .sources import ACCEPTED, File, Source, WithWriter, to_source
+
+__all__ = ["ACCEPTED", "File", "Source", "WithWriter", "find_converter", "register_converter", "to_source"]
