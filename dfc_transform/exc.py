@@ -6,6 +6,8 @@ developer needs to find the cause: the callback, the output and the value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "BackendUnavailableError",
     "ContentMissingError",
@@ -13,7 +15,11 @@ __all__ = [
     "FileTooLargeError",
     "InvalidOptionError",
     "MissingPathError",
+    "PartsMismatchError",
+    "StoreFullError",
     "UnsupportedValueError",
+    "UploadGoneError",
+    "UploadLimitError",
 ]
 
 
@@ -51,7 +57,30 @@ class MissingPathError(FileServeError, FileNotFoundError):
 
 
 class FileTooLargeError(FileServeError, ValueError):
-    """A file exceeds the ``max_size`` cap; nothing of it was kept."""
+    """A file exceeds the ``max_size`` cap or the store's byte budget; nothing of it was kept.
+
+    :param size: the bytes read when it was refused; :param limit: the cap it passed.
+    """
+
+    def __init__(
+        self, message: str, *, size: int | None = None, limit: int | None = None, where: str = ""
+    ) -> None:
+        super().__init__(message, where=where)
+        self.size = size
+        self.limit = limit
+
+
+class StoreFullError(FileServeError):
+    """The store has no room left: its disk is at the free-space reserve, or its byte budget
+    is held by unfinished uploads. Nothing half-written stays.
+
+    :param needed: bytes that were to be written; :param available: bytes there was room for.
+    """
+
+    def __init__(self, message: str, *, needed: int = 0, available: int = 0, where: str = "") -> None:
+        super().__init__(message, where=where)
+        self.needed = needed
+        self.available = available
 
 
 class BackendUnavailableError(FileServeError, ConnectionError):
@@ -60,3 +89,37 @@ class BackendUnavailableError(FileServeError, ConnectionError):
 
 class ContentMissingError(FileServeError, LookupError):
     """A chunk of a registered file is gone from the backend (evicted or flushed)."""
+
+
+class UploadLimitError(FileServeError):
+    """An upload refused by the limits on unfinished uploads (see ``max_upload_bytes``).
+
+    :param kind: ``"size"`` (the file alone is over a limit), ``"session"`` (this browser's
+        unfinished uploads would pass theirs), ``"total"`` (all unfinished uploads would).
+    """
+
+    def __init__(self, message: str, *, kind: str, limit: int, where: str = "") -> None:
+        super().__init__(message, where=where)
+        self.kind = kind
+        self.limit = limit
+
+
+class UploadGoneError(FileServeError):
+    """An upload that is no longer open: ``reason`` is ``"idle"`` (no part came for its idle
+    time), ``"cancelled"``, or ``"unknown"`` (past its deadline, or never started here)."""
+
+    def __init__(self, message: str, *, reason: str, where: str = "") -> None:
+        super().__init__(message, where=where)
+        self.reason = reason
+
+
+class PartsMismatchError(FileServeError):
+    """A completion whose parts are not those the store holds: ``missing`` never arrived,
+    ``mismatched`` hold other bytes than the completion names (another client sent them)."""
+
+    def __init__(
+        self, message: str, *, missing: Sequence[int] = (), mismatched: Sequence[int] = (), where: str = ""
+    ) -> None:
+        super().__init__(message, where=where)
+        self.missing = list(missing)
+        self.mismatched = list(mismatched)

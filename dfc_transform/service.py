@@ -33,11 +33,12 @@ from .naming import (
     safe_filename,
 )
 from .options import DEFAULTS, FileOptions, OptionArgs, options_from
-from .settings import SettingArgs, Settings, settings_from
+from .settings import SettingArgs, Settings, min_free_space, settings_from, upload_limits
 from .store import (
     CacheLike,
     ChunkStore,
     FileRecord,
+    UploadLimits,
     default_backend,
     is_token,
     new_token,
@@ -61,10 +62,14 @@ SHARED_BACKEND_ADVICE = (
 class Stats:
     """What a store holds and what happened to its files."""
 
-    #: Files held by the whole store, every process and host that shares it.
+    #: Files stored in the whole store, every process and host that shares it.
     files: int
-    #: Bytes held by the whole store (files being written included).
+    #: Their bytes (their content: records and the like add a few hundred bytes per file).
     bytes: int
+    #: Unfinished uploads.
+    uploads: int = 0
+    #: The bytes unfinished uploads have stored so far.
+    upload_bytes: int = 0
     #: Events of each kind seen by this process (see :mod:`dfc_transform.events`).
     events: dict[str, int] = field(default_factory=dict)
 
@@ -125,13 +130,18 @@ class FileService:
                 "the flask_caching.Cache has no app yet: call cache.init_app(app) before files are stored"
             )
         warn_on_count_pruning(inner)
+        settings = self.settings
+        profile = profile_of(inner, chunk_size=settings.chunk_size)
+        total, per_session = upload_limits(settings)
         self._store = ChunkStore(
             self.backend,
-            profile_of(inner, chunk_size=self.settings.chunk_size),
-            timeout=self.settings.timeout,
+            profile,
+            timeout=settings.timeout,
             namespace=self._namespace,
-            max_total_size=self.settings.max_total_size,
+            max_total_size=settings.max_total_size,
             events=self.events,
+            uploads=UploadLimits(total=total, per_session=per_session, idle=settings.upload_idle_timeout),
+            min_free_space=min_free_space(settings, _disk_size(profile.disk)),
         )
         return self._store
 
@@ -198,10 +208,7 @@ class FileService:
                 )
             source = to_source(value, filename=options.filename, mime_type=options.mime_type)
             record = self._new_record(source, options.over(self.defaults))
-            store = self.store
-            if store.journal is not None:
-                store.journal.start_sweeper(store.sweep)
-            return store.put(source, record, copy_path=self.copy_paths, max_size=self.settings.max_size)
+            return self.store.put(source, record, copy_path=self.copy_paths, max_size=self.settings.max_size)
         except FileServeError as err:
             self.events.emit("failed", detail=str(err.at(where)))
             raise err.at(where) from err.__cause__
@@ -269,7 +276,10 @@ class FileService:
         """What the whole store holds (every process and host sharing it), and what this
         process saw happen (counts of each event kind)."""
         files, size = self.store.ledger.totals()
-        return Stats(files=files, bytes=size, events=self.events.counts())
+        uploads, upload_bytes = self.store.uploads.totals()
+        return Stats(
+            files=files, bytes=size, uploads=uploads, upload_bytes=upload_bytes, events=self.events.counts()
+        )
 
     def clear(self) -> int:
         """Remove every file of this store (of its namespace), whatever its expiry; return how many.
@@ -285,6 +295,16 @@ class FileService:
         A daemon thread of each registering process does this once a minute.
         """
         return self.store.sweep(force=True, grace=0)
+
+
+def _disk_size(path: Any) -> int | None:
+    if path is None:
+        return None
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return None
+    return info.f_blocks * info.f_frsize
 
 
 def _token_of(url_or_token: str) -> str | None:

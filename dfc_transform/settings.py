@@ -14,7 +14,15 @@ from typing import Any, TypedDict
 
 from .events import Hook
 
-__all__ = ["DEFAULT_TIMEOUT", "SETTING_NAMES", "SettingArgs", "Settings"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "SETTING_NAMES",
+    "SettingArgs",
+    "Settings",
+    "min_free_space",
+    "settings_from",
+    "upload_limits",
+]
 
 DEFAULT_TIMEOUT = 3600
 SENDFILE_HEADERS = ("X-Sendfile", "X-Accel-Redirect")
@@ -45,6 +53,18 @@ class Settings:
         ``internal`` location (``"/_protected"`` with ``location /_protected/ { internal;
         alias /; }``).
     :param on_event: hooks called with every :class:`~dfc_transform.events.FileEvent`.
+    :param max_upload_bytes: the most bytes all unfinished uploads together may hold.
+        ``None``: half of ``max_total_size``, or 4 GiB without one. A start past it is
+        refused (503, the component tries again later).
+    :param max_upload_bytes_per_session: the most bytes the unfinished uploads of one browser
+        session may hold (a page's, without a session). ``None``: half of ``max_upload_bytes``.
+        A file larger than this is refused at its start (413); more uploads past it are
+        refused with 429.
+    :param upload_idle_timeout: seconds without a new part after which an upload is given up
+        and its bytes removed (``Upload(idle_timeout=...)`` sets it per component).
+    :param min_free_space: on a store on this host's disk, refuse a write that would leave
+        fewer bytes free. ``None``: 64 MiB or 1% of the file system, whichever is larger;
+        ``0``: no check.
     """
 
     timeout: int = DEFAULT_TIMEOUT
@@ -57,12 +77,27 @@ class Settings:
     sendfile_header: str | None = None
     sendfile_prefix: str = ""
     on_event: Iterable[Hook] = ()
+    max_upload_bytes: int | None = None
+    max_upload_bytes_per_session: int | None = None
+    upload_idle_timeout: int = 600
+    min_free_space: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_size", "max_total_size"):
+        for name in (
+            "max_size",
+            "max_total_size",
+            "max_upload_bytes",
+            "max_upload_bytes_per_session",
+            "min_free_space",
+        ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a number of bytes >= 0 or None, got {value!r}")
+        if not isinstance(self.upload_idle_timeout, int) or self.upload_idle_timeout < 1:
+            raise ValueError(
+                "upload_idle_timeout must be a whole number of seconds >= 1, "
+                f"got {self.upload_idle_timeout!r}"
+            )
         if not isinstance(self.timeout, int) or self.timeout < 0:
             raise ValueError(f"timeout must be a whole number of seconds >= 0, got {self.timeout!r}")
         if self.chunk_size is not None and self.chunk_size < 1024:
@@ -92,6 +127,10 @@ class SettingArgs(TypedDict, total=False):
     sendfile_header: str | None
     sendfile_prefix: str
     on_event: Iterable[Hook]
+    max_upload_bytes: int | None
+    max_upload_bytes_per_session: int | None
+    upload_idle_timeout: int
+    min_free_space: int | None
 
 
 def settings_from(given: dict[str, Any], where: str) -> Settings:
@@ -103,3 +142,27 @@ def settings_from(given: dict[str, Any], where: str) -> Settings:
             f"the settings are {', '.join(SETTING_NAMES)}"
         )
     return Settings(**given)
+
+
+#: Unfinished uploads may hold this much without a byte budget, unless told otherwise.
+DEFAULT_UPLOAD_BYTES = 4 * 1024**3
+#: The least free space kept on the disk of a store on this host (or 1% of it, if more).
+DEFAULT_MIN_FREE_SPACE = 64 * 1024**2
+
+
+def upload_limits(settings: Settings) -> tuple[int, int]:
+    """``(all unfinished uploads, one session's)`` in bytes, defaults resolved."""
+    total = settings.max_upload_bytes
+    if total is None:
+        total = settings.max_total_size // 2 if settings.max_total_size is not None else DEFAULT_UPLOAD_BYTES
+    per_session = settings.max_upload_bytes_per_session
+    if per_session is None:
+        per_session = total // 2
+    return total, min(per_session, total)
+
+
+def min_free_space(settings: Settings, disk_size: int | None) -> int:
+    """The free-space reserve in bytes, the default resolved against a disk of ``disk_size`` bytes."""
+    if settings.min_free_space is not None:
+        return settings.min_free_space
+    return max(DEFAULT_MIN_FREE_SPACE, (disk_size or 0) // 100)

@@ -471,7 +471,8 @@ def test_a_full_disk_fails_cleanly_and_leaves_nothing(
     small_disk: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DFC_TRANSFORM_DIR", str(small_disk / "store"))
-    service = FileService(timeout=1, chunk_size=256 * 1024)
+    # The free-space reserve off: the disk itself refuses (tests/test_upload_limits.py has the reserve).
+    service = FileService(timeout=1, chunk_size=256 * 1024, min_free_space=0)
     with pytest.raises(BackendUnavailableError, match="refused to store"):
         service.register(os.urandom(8 * 1024 * 1024))
     time.sleep(max(1.1, STALE_TEMP_AGE + 0.1))

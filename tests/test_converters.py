@@ -299,7 +299,9 @@ def _error_of(make_app: Any, value: Any, **output_options: Any) -> Exception:
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Converters registered by a test are gone after it."""
-    monkeypatch.setattr(dfc_transform.values.converters, "_REGISTRY", dict(dfc_transform.values.converters._REGISTRY))
+    monkeypatch.setattr(
+        dfc_transform.values.converters, "_REGISTRY", dict(dfc_transform.values.converters._REGISTRY)
+    )
 
 
 # -- round trips ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ class Uploader:
         self.ticket = find_props(layout, component)["ticket"]
         self.endpoint = self.ticket["endpoint"]
         self.headers = {"X-Upload-Ticket": self.ticket["token"]}
+        self.sent: dict[str, dict[int, str]] = {}
 
     def start(self, name: str, size: int, type_: str = "", expect: int = 201) -> dict[str, Any]:
         r = self.http.post(
@@ -67,8 +69,25 @@ class Uploader:
         return dict(r.get_json())
 
     def put(self, upload: str, part: int, data: bytes, *, complete: bool = False, expect: int = 200) -> Any:
-        query = "?complete=1" if complete else ""
-        r = self.http.put(f"{self.endpoint}/{upload}/{part}{query}", data=data, headers=self.headers)
+        """Send one part (and, with ``complete``, complete the upload naming every part sent)."""
+        r = self.http.put(
+            f"{self.endpoint}/{upload}/{part}", data=data, headers={**self.headers, "X-Part-CRC32": crc(data)}
+        )
+        assert r.status_code == expect, r.get_data(as_text=True)
+        if expect == 200:
+            self.sent.setdefault(upload, {})[part] = crc(data)
+        if complete and expect == 200:
+            return self.complete(upload)
+        return r.get_json()
+
+    def complete(self, upload: str, crcs: list[str] | None = None, expect: int = 200) -> Any:
+        """Complete ``upload`` naming ``crcs`` (default: those of the parts this client sent)."""
+        if crcs is None:
+            sent = self.sent.get(upload, {})
+            crcs = [sent.get(p, "00000000") for p in range(max(sent, default=-1) + 1)]
+        r = self.http.post(
+            f"{self.endpoint}/{upload}", data=json.dumps({"parts": crcs}), headers=self.headers
+        )
         assert r.status_code == expect, r.get_data(as_text=True)
         return r.get_json()
 
@@ -95,10 +114,15 @@ class Uploader:
         started = self.start(name, len(data))
         parts = list(range(started["parts"])) if order is None else order
         answer: Any = None
+        size = started["part_size"]
         for i, part in enumerate(parts):
-            chunk = data[part * PART : (part + 1) * PART]
+            chunk = data[part * size : (part + 1) * size]
             answer = self.put(started["upload"], part, chunk, complete=i == len(parts) - 1)
         return dict(answer["file"])
+
+
+def crc(data: bytes) -> str:
+    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
 
 
 def make_backend(kind: str, tmp_path: Path) -> Any:
@@ -230,7 +254,9 @@ def test_missing_parts_are_named_and_the_upload_resumes(made: Any) -> None:
     started = client.start("a.bin", len(data))
     upload = started["upload"]
     client.put(upload, 1, data[PART : 2 * PART])
-    refused = client.put(upload, 3, data[3 * PART :], complete=True, expect=409)
+    client.put(upload, 3, data[3 * PART :])
+    every = [crc(data[p * PART : (p + 1) * PART]) for p in range(4)]
+    refused = client.complete(upload, every, expect=409)
     assert refused["missing"] == [0, 2] and "never arrived" in refused["error"]
     # A client that lost everything asks what the server has, and sends only the rest.
     status = client.status(upload)
@@ -291,14 +317,23 @@ def test_the_services_caps_apply_to_uploads(tmp_path: Path) -> None:
     app, transform, _ = upload_app(make_backend("filesystem", tmp_path), max_size=10_000)
     client = Uploader(app)
     assert "up to 9.8 KiB" in client.start("a.bin", 10_001, expect=413)["error"]
-    app, transform, _ = upload_app(make_backend("filesystem", tmp_path / "2"), max_total_size=3 * PART)
+    app, transform, _ = upload_app(
+        make_backend("filesystem", tmp_path / "2"),
+        max_total_size=3 * PART,
+        max_upload_bytes=3 * PART,
+        max_upload_bytes_per_session=3 * PART,
+    )
     client = Uploader(app)
     client.start("a.bin", 3 * PART + 1, expect=413)
-    # The total counts against the budget: a second upload evicts the first, oldest first.
+    # An upload counts against the budget, and never evicts a stored file: a second one that
+    # does not fit beside the first is refused until the first is gone.
     first = client.upload("first.bin", os.urandom(2 * PART))
+    full = client.start("second.bin", 2 * PART, expect=507)
+    assert full["reason"] == "full" and "the store is full" in full["error"]
+    assert client.http.get(first["url"]).status_code == 200
+    assert transform.remove(first["url"])
     second = client.upload("second.bin", os.urandom(2 * PART))
     assert client.http.get(second["url"]).status_code == 200
-    assert client.http.get(first["url"]).status_code == 404
     assert transform.stats().bytes <= 3 * PART
 
 
@@ -361,7 +396,9 @@ def test_a_part_for_the_wrong_upload_is_refused(made: Any, tmp_path: Path) -> No
 def test_bad_starts_are_refused(made: Any) -> None:
     client = Uploader(made[0])
     for body in (
-        {"size": 1},
+        {"name": 5, "size": 1},
+        {"name": ["a"], "size": 1},
+        {"name": "a"},
         {"name": "a", "size": -1},
         {"name": "a", "size": "1"},
         {"name": "a", "size": True},
@@ -373,6 +410,11 @@ def test_bad_starts_are_refused(made: Any) -> None:
     # Names are made safe as for any stored file: no directories, no hidden files.
     started = client.start("../../etc/.passwd", 1)
     assert client.put(started["upload"], 0, b"x", complete=True)["file"]["name"] == "passwd"
+    # No name (missing or null) is the name "file", never "None".
+    for body in ({"size": 1}, {"name": None, "size": 1}, {"name": "", "size": 1}):
+        r = client.http.post(client.endpoint, json=body, headers=client.headers)
+        assert r.status_code == 201, body
+        assert client.put(r.get_json()["upload"], 0, b"y", complete=True)["file"]["name"] == "file"
 
 
 def test_cancel_removes_what_was_written(made: Any) -> None:
@@ -384,8 +426,8 @@ def test_cancel_removes_what_was_written(made: Any) -> None:
     client.put(started["upload"], 2, data[2 * PART :])
     r = client.http.delete(f"{client.endpoint}/{started['upload']}", headers=client.headers)
     assert r.status_code == 200 and r.get_json()["cancelled"] is True
-    assert client.status(started["upload"])["received"] == []
-    assert transform.stats().bytes == 0
+    assert client.status(started["upload"], expect=410)["reason"] == "cancelled"
+    assert transform.stats().bytes == 0 and transform.stats().upload_bytes == 0
     # A finished upload is a stored file: cancelling it removes nothing.
     file = client.upload("b.bin", data)
     started = client.start("b.bin", len(data))
@@ -400,28 +442,31 @@ def test_unfinished_uploads_are_swept_and_finished_ones_live_their_timeout(tmp_p
     client = Uploader(app)
     store = transform.service.store
     tickets = Tickets(store)
-    headers = {"X-Upload-Ticket": tickets.issue("up", upload_lifetime=60)}
+    client.headers = {"X-Upload-Ticket": tickets.issue("up", upload_lifetime=60, idle=3600)}
     data = os.urandom(2 * PART)
-    unfinished = client.http.post(client.endpoint, json={"name": "u.bin", "size": len(data)}, headers=headers)
-    handle = tickets.handle(unfinished.get_json()["upload"])
-    client.http.put(f"{client.endpoint}/{handle_text(unfinished)}/0", data=data[:PART], headers=headers)
-    finished = client.http.post(client.endpoint, json={"name": "f.bin", "size": len(data)}, headers=headers)
-    for part in (0, 1):
-        query = "?complete=1" if part else ""
-        r = client.http.put(
-            f"{client.endpoint}/{handle_text(finished)}/{part}{query}",
-            data=data[part * PART : (part + 1) * PART],
-            headers=headers,
-        )
-    url = r.get_json()["file"]["url"]
-    assert store.has_chunk(handle.storage, 0)
+    unfinished = client.start("u.bin", len(data))["upload"]
+    client.put(unfinished, 0, data[:PART])
+    storage = tickets.handle(unfinished).storage
+    assert store.uploads.received(storage, 2) == {0: crc(data[:PART])}
+    assert stored_keys(tmp_path / "store") > 0
+    file = client.upload("f.bin", data)
     # Past the uploads' deadline: the unfinished one goes, the finished one stays.
     store.sweep(force=True, now=time.time() + 3 * 60, grace=0)
-    assert not store.has_chunk(handle.storage, 0)
-    assert client.http.get(url).data == data
-    # Past the file's own timeout it goes too.
+    assert client.status(unfinished, expect=410)["reason"] in ("unknown", "idle")
+    assert client.http.get(file["url"]).data == data
+    assert transform.stats().uploads == 0
+    # Past the file's own timeout it goes too, and nothing of either is left.
     store.sweep(force=True, now=time.time() + 7200 + 3 * 60, grace=0)
-    assert transform.remove(url) is False
+    assert transform.remove(file["url"]) is False
+    assert stored_keys(tmp_path / "store") == 0
+
+
+def stored_keys(directory: Path) -> int:
+    """How many of our keys a FileSystemCache directory holds (not the ledger's or the keys')."""
+    cache = FileSystemCache(str(directory), threshold=0)
+    return sum(1 for _ in directory.iterdir()) - sum(
+        1 for name in ("dfc:ledger", "dfc:upload-key", "dfc:hmac-key") if cache.has(name)
+    )
 
 
 def handle_text(response: Any) -> str:
@@ -526,11 +571,9 @@ def test_the_ticket_follows_the_url_prefix(tmp_path: Path) -> None:
         ticket["endpoint"], json={"name": "a.txt", "size": 2}, headers={"X-Upload-Ticket": ticket["token"]}
     )
     upload = r.get_json()["upload"]
-    r = http.put(
-        f"{ticket['endpoint']}/{upload}/0?complete=1",
-        data=b"hi",
-        headers={"X-Upload-Ticket": ticket["token"]},
-    )
+    headers = {"X-Upload-Ticket": ticket["token"]}
+    http.put(f"{ticket['endpoint']}/{upload}/0", data=b"hi", headers=headers)
+    r = http.post(f"{ticket['endpoint']}/{upload}", data=json.dumps({"parts": [crc(b"hi")]}), headers=headers)
     url = r.get_json()["file"]["url"]
     assert url.startswith("/sub/_dash-files/") and http.get(url).data == b"hi"
 
@@ -543,7 +586,11 @@ def test_a_plain_flask_app_speaks_the_protocol(tmp_path: Path) -> None:
     headers = {"X-Upload-Ticket": Tickets(service.store).issue("any", private=False)}
     r = http.post("/_dash-files/_upload", json={"name": "a.txt", "size": 3}, headers=headers)
     assert r.status_code == 201
-    r = http.put(f"/_dash-files/_upload/{r.get_json()['upload']}/0?complete=1", data=b"abc", headers=headers)
+    upload = r.get_json()["upload"]
+    assert http.put(f"/_dash-files/_upload/{upload}/0", data=b"abc", headers=headers).status_code == 200
+    r = http.post(
+        f"/_dash-files/_upload/{upload}", data=json.dumps({"parts": [crc(b"abc")]}), headers=headers
+    )
     assert http.get(r.get_json()["file"]["url"]).data == b"abc"
 
 

@@ -138,7 +138,7 @@ def to_uploaded(value: Any, service: FileService, *, where: str = "") -> Any:
         )
     store = service.store
     try:
-        token = Tickets(store).token_of_receipt(value.get("receipt"))
+        token, last_modified = Tickets(store).token_of_receipt(value.get("receipt"))
     except TicketError as err:
         raise FileServeError(
             f"the file description {str(value.get('name'))[:100]!r} was not made by this app's upload "
@@ -165,6 +165,7 @@ def to_uploaded(value: Any, service: FileService, *, where: str = "") -> Any:
         url=service.url_for(record),
         token=record.token,
         path=path,
+        last_modified=last_modified,
         _store=store,
         _record=record,
     )

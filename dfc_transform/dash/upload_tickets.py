@@ -27,7 +27,12 @@ def service_of_app(app: Any) -> FileService | None:
 
 
 def ticket_props(
-    component_id: Any, *, max_size: int | None, accept: tuple[str, ...] | None, private: bool
+    component_id: Any,
+    *,
+    max_size: int | None,
+    accept: tuple[str, ...] | None,
+    private: bool,
+    idle_timeout: int | None = None,
 ) -> dict[str, str] | None:
     """The ``ticket`` prop of an ``Upload`` sent in this request: ``{token, endpoint}``.
 
@@ -39,7 +44,9 @@ def ticket_props(
     if service is None:
         return None
     try:
-        token = Tickets(service.store).issue(component_id, max_size=max_size, accept=accept, private=private)
+        token = Tickets(service.store).issue(
+            component_id, max_size=max_size, accept=accept, private=private, idle=idle_timeout
+        )
     except FileServeError as err:
         logger.warning("no upload ticket for %r: %s", component_id, err)
         return None

@@ -40,6 +40,11 @@ class UploadedFile:
     #: ``None`` when it is kept in chunks (every store does for uploads): use :attr:`stream`
     #: or :meth:`save`.
     path: Path | None
+    #: When the file was last modified, as the browser said (``File.lastModified``), in
+    #: seconds since the epoch (``datetime.fromtimestamp(f.last_modified)``); ``None`` when
+    #: the browser did not say. As ``dcc.Upload``'s ``last_modified``, it comes from the
+    #: user's machine: a hint, not a fact.
+    last_modified: float | None
     _store: ChunkStore = field(repr=False, compare=False)
     _record: FileRecord = field(repr=False, compare=False)
 

@@ -93,7 +93,8 @@ def _respond(
     sendfile_header: str | None,
     sendfile_prefix: str,
 ) -> Response:
-    last_modified = datetime.fromtimestamp(int(record.created), tz=UTC)
+    # When this content was last registered: the same content again answers as if new.
+    last_modified = datetime.fromtimestamp(int(record.modified or record.created), tz=UTC)
     headers = file_headers(record, last_modified)
     if precondition_failed(request.headers, record.token, last_modified):
         return plain(412, "Precondition failed: If-Match or If-Unmodified-Since does not hold.")

@@ -15,7 +15,7 @@ stand for another:
 
 The key is 32 random bytes kept in the backend under ``dfc:[<namespace>:]upload-key``,
 made by whichever process needs it first (the backend's atomic ``add``): every process
-and host that shares the store shares it, whatever the Flask ``secret_key`` (DashProxy
+and host that shares the store shares it, whatever the server's ``secret_key`` (DashProxy
 makes up a random one per process when none is set).
 """
 
@@ -25,7 +25,6 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets
 import time
 import weakref
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from ..exc import BackendUnavailableError
 from ..store import TOKEN_BYTES, ChunkStore
 
 __all__ = ["Handle", "Ticket", "TicketError", "Tickets", "id_key"]
@@ -78,8 +76,10 @@ class Ticket:
     accept: tuple[str, ...] | None
     #: Bind uploaded files to the uploading browser's session.
     private: bool
-    #: Seconds an upload may take before its parts are swept.
+    #: Seconds an upload may take before its parts are swept (the ceiling of a slow one).
     upload_lifetime: int
+    #: Seconds without a new part after which an upload is given up; ``None``: the store's default.
+    idle: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,8 @@ class Handle:
     part_chunks: int
     expires: float
     owner: str | None
+    #: The file's modification time as the browser said (seconds since the epoch), or ``None``.
+    last_modified: float | None = None
 
     @property
     def part_size(self) -> int:
@@ -144,6 +146,7 @@ class Tickets:
         private: bool = True,
         lifetime: float = TICKET_LIFETIME,
         upload_lifetime: int = UPLOAD_LIFETIME,
+        idle: int | None = None,
     ) -> str:
         """A ticket for the component ``component_id``, good for ``lifetime`` seconds."""
         payload = {
@@ -153,6 +156,7 @@ class Tickets:
             "a": list(accept) if accept is not None else None,
             "p": private,
             "l": upload_lifetime,
+            "d": idle,
         }
         return str(self._tickets.dumps(payload))
 
@@ -167,6 +171,7 @@ class Tickets:
                 accept=None if data["a"] is None else tuple(str(a) for a in data["a"]),
                 private=bool(data["p"]),
                 upload_lifetime=int(data["l"]),
+                idle=None if data.get("d") is None else int(data["d"]),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise TicketError("the upload ticket is damaged", "forged") from err
@@ -189,6 +194,7 @@ class Tickets:
             handle.part_chunks,
             handle.expires,
             handle.owner,
+            handle.last_modified,
         ]
         return str(self._handles.dumps(payload))
 
@@ -211,16 +217,21 @@ class Tickets:
 
     # -- receipts ------------------------------------------------------------------------
 
-    def receipt(self, token: str) -> str:
-        """The receipt of the finished upload ``token``."""
-        return str(self._receipts.dumps(token))
+    def receipt(self, token: str, last_modified: float | None = None) -> str:
+        """The receipt of the finished upload ``token`` (with the file's time as the browser said)."""
+        return str(self._receipts.dumps([token, last_modified]))
 
-    def token_of_receipt(self, text: Any) -> str:
-        """The token a receipt stands for. :raises TicketError: not one of ours."""
-        token = self._load(self._receipts, text if isinstance(text, str) else None, "upload receipt")
-        if not isinstance(token, str):
+    def token_of_receipt(self, text: Any) -> tuple[str, float | None]:
+        """The token a receipt stands for, and the file's time. :raises TicketError: not one of ours."""
+        data = self._load(self._receipts, text if isinstance(text, str) else None, "upload receipt")
+        if (
+            not isinstance(data, list)
+            or len(data) != 2
+            or not isinstance(data[0], str)
+            or not isinstance(data[1], (int, float, type(None)))
+        ):
             raise TicketError("the upload receipt is damaged", "forged")
-        return token
+        return data[0], None if data[1] is None else float(data[1])
 
     @staticmethod
     def _load(serializer: URLSafeSerializer, text: str | None, what: str) -> Any:
@@ -234,17 +245,4 @@ class Tickets:
 
 def _shared_key(store: ChunkStore) -> bytes:
     """The key of the protocol, kept in the backend; made by the first process that asks."""
-    name = f"dfc:{store.namespace}:upload-key" if store.namespace else "dfc:upload-key"
-    backend = store.backend
-    try:
-        add = getattr(backend, "add", None)
-        if callable(add):
-            add(name, secrets.token_bytes(32), 0)
-        elif not backend.has(name):
-            backend.set(name, secrets.token_bytes(32), 0)
-        key = backend.get(name)
-    except Exception as err:
-        raise BackendUnavailableError(f"the {store.backend_name} backend failed: {err}") from err
-    if not isinstance(key, bytes) or len(key) != 32:
-        raise BackendUnavailableError(f"the {store.backend_name} did not keep the upload key")
-    return key
+    return store.keys.shared_secret("upload-key")

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..naming import OCTET_STREAM, essence, mime_type_for, normalize_mime_type
 from ..settings import Settings
+from ..units import human_size
 from .messages import Readable
 
 __all__ = ["Refused", "accepted", "check_size", "mime_type", "read_exact", "release_memory"]
@@ -59,15 +60,6 @@ def accepted(accept: tuple[str, ...], name: str, types: set[str]) -> bool:
         elif entry and entry in types:
             return True
     return False
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
 
 
 def _libc_trim() -> Any:

@@ -1,35 +1,50 @@
-"""The upload protocol: files sent in parts, straight into the store as chunks.
+"""The upload protocol: files sent in parts, straight into the store.
 
 Under the file route (``<prefix>_dash-files/``), every request carries the page's ticket
 in the ``X-Upload-Ticket`` header and is checked against it:
 
 =================================  ==========================================================
-``POST _upload``                   start: JSON ``{name, size, type}`` -> 201 and the status
-``GET _upload/<handle>``           status: which parts the store has (to resume), the file if done
-``PUT _upload/<handle>/<part>``    one part's bytes; ``?complete=1`` on the last one sent
-                                   makes the file a stored file and answers its description
-``DELETE _upload/<handle>``        cancel: what was written goes
+``POST _upload``                   start: ``{name, size, type, lastModified}`` -> 201, the status
+``GET _upload/<handle>``           status: the parts the store has and their CRC-32s, the file if done
+``PUT _upload/<handle>/<part>``    one part's bytes (``X-Part-CRC32`` checks them on arrival)
+``POST _upload/<handle>``          complete: ``{parts: [crc32, ...]}`` -> the file's description
+``DELETE _upload/<handle>``        cancel: what was written goes; ``{cancelled}`` says the end state
 =================================  ==========================================================
 
-A status is ``{upload, part_size, parts, received, file}``; ``file`` is ``null`` until the
-upload is complete, then ``{name, size, type, url, receipt}``, what the component puts in
-its ``value``. Errors are ``{error, reason}`` with a 4xx status, ``error`` a sentence for the
-user. A part is ``part_size`` bytes (a multiple of the store's chunk size; the last part
-less) and is read from the request body one chunk at a time, each chunk written to the
-store as it is complete: memory stays bounded by one chunk per request, and any worker or
-host that shares the backend can take any part, in any order, any number of times (a chunk
-already stored is not written again). The server keeps no state of its own: the handle
-says everything (see :mod:`.tickets`).
+A status is ``{upload, part_size, parts, received, crc32, file}``; ``file`` is ``null``
+until the upload is complete, then ``{name, size, type, url, receipt, last_modified}``,
+what the component puts in its ``value``. Errors are ``{error, reason}`` with a 4xx or
+5xx status, ``error`` a sentence for the user (see :func:`_refusal` for each).
+
+A part is ``part_size`` bytes (a whole number of the store's chunks; the last part less)
+and is read from the request body one chunk at a time, each chunk written as it is
+complete: memory stays bounded by one chunk per request, and any worker or host that
+shares the backend can take any part, in any order, any number of times. A part counts
+only once all of it has arrived (the last complete sender wins), and the completion
+names every part's CRC-32: the file is exactly those parts or the completion fails (see
+:mod:`dfc_transform.store.parts`). The server keeps no state of its own beyond the
+store's: the handle says everything (see :mod:`.tickets`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+import zlib
 from typing import Any
 
-from ..exc import BackendUnavailableError, ContentMissingError, FileServeError
+from ..exc import (
+    BackendUnavailableError,
+    ContentMissingError,
+    FileServeError,
+    FileTooLargeError,
+    PartsMismatchError,
+    StoreFullError,
+    UploadGoneError,
+    UploadLimitError,
+)
 from ..naming import check_filename, essence, safe_filename
 from ..settings import Settings
 from ..store import ChunkStore, FileRecord, new_token
@@ -39,7 +54,7 @@ from .messages import Request, Response
 from .tickets import Handle, Ticket, TicketError, Tickets
 from .upload_checks import Refused, accepted, check_size, mime_type, read_exact, release_memory
 
-__all__ = ["METHODS", "ROUTE", "TICKET_HEADER", "describe", "handle_upload"]
+__all__ = ["CRC_HEADER", "METHODS", "ROUTE", "TICKET_HEADER", "describe", "handle_upload"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +62,7 @@ logger = logging.getLogger(__name__)
 ROUTE = "_upload"
 METHODS = ("GET", "POST", "PUT", "DELETE")
 TICKET_HEADER = "X-Upload-Ticket"
+CRC_HEADER = "X-Part-CRC32"
 #: A part is about this many bytes (a whole number of chunks, at least one).
 PART_TARGET = 4 * 1024 * 1024
 _MAX_START_BODY = 16 * 1024
@@ -76,23 +92,49 @@ def handle_upload(store: ChunkStore, settings: Settings, request: Request) -> Re
             raise Refused(403, "this upload belongs to another upload component", "wrong-upload")
         if len(parts) == 1 and method == "GET":
             return _json(200, protocol.status(upload, parts[0]))
+        if len(parts) == 1 and method == "POST":
+            return _json(200, protocol.complete(upload, parts[0]))
         if len(parts) == 1 and method == "DELETE":
             return _json(200, protocol.cancel(upload, parts[0]))
         if len(parts) == 2 and method == "PUT":
             return _json(200, protocol.put_part(upload, parts[0], parts[1]))
         raise Refused(405, f"{method} is not part of the upload protocol here", "method")
-    except TicketError as err:
-        status = 410 if err.reason == "expired" else 403
-        return _refuse(store, Refused(status, str(err), err.reason))
-    except Refused as err:
-        return _refuse(store, err)
-    except ContentMissingError as err:
-        return _refuse(store, Refused(409, str(err), "missing"))
-    except BackendUnavailableError as err:
+    except Exception as err:
+        return _refuse(store, _refusal(err))
+    finally:
+        release_memory()
+
+
+def _refusal(err: Exception) -> Refused:
+    """The answer to an error: a status and a sentence the component shows.
+
+    Retryable ones (the component sends again after a pause): 503 (too many uploads now,
+    the store unreachable), 429 (this browser's own unfinished uploads).
+    """
+    if isinstance(err, Refused):
+        return err
+    if isinstance(err, TicketError):
+        return Refused(410 if err.reason == "expired" else 403, str(err), err.reason)
+    if isinstance(err, UploadGoneError):
+        return Refused(410, err.message, err.reason)
+    if isinstance(err, UploadLimitError):
+        status = {"size": 413, "session": 429}.get(err.kind, 503)
+        return Refused(status, err.message, "too-large" if err.kind == "size" else "busy", limit=err.limit)
+    if isinstance(err, StoreFullError):
+        return Refused(507, err.message, "full")
+    if isinstance(err, PartsMismatchError):
+        reason = "missing" if err.missing and not err.mismatched else "mismatch"
+        return Refused(409, err.message, reason, missing=err.missing, mismatched=err.mismatched)
+    if isinstance(err, FileTooLargeError):
+        return Refused(413, err.message, "too-large")
+    if isinstance(err, ContentMissingError):
+        return Refused(409, str(err), "missing")
+    if isinstance(err, BackendUnavailableError):
         logger.warning("upload failed: %s", err)
-        return _refuse(store, Refused(503, "the file store cannot be reached; try again", "backend"))
-    except FileServeError as err:  # the byte budget (FileTooLargeError), a name that cannot be served
-        return _refuse(store, Refused(413 if "budget" in str(err) else 400, str(err), "refused"))
+        return Refused(503, "the file store cannot be reached; try again", "backend")
+    if isinstance(err, FileServeError):  # a name that cannot be served
+        return Refused(400, str(err), "refused")
+    raise err
 
 
 class _Protocol:
@@ -111,12 +153,15 @@ class _Protocol:
             raise Refused(413, "the upload's description is too long", "too-large")
         try:
             wanted = json.loads(body)
-            name, size, declared = str(wanted["name"]), wanted["size"], str(wanted.get("type") or "")
-        except (ValueError, KeyError, TypeError) as err:
+            name, size, declared = wanted.get("name"), wanted["size"], str(wanted.get("type") or "")
+            modified = wanted.get("lastModified")
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise Refused(400, "send JSON {name, size, type} to start an upload", "bad-request") from err
+        if name is not None and not isinstance(name, str):
+            raise Refused(400, f"name must be a string or null, got {type(name).__name__}", "bad-request")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise Refused(400, f"size must be a whole number of bytes, got {size!r}", "bad-request")
-        name = safe_filename(name) or "file"
+        name = safe_filename(name or "") or "file"
         try:
             check_filename(name)
         except ValueError as err:
@@ -132,6 +177,10 @@ class _Protocol:
         store = self.store
         chunk_size = store.chunk_size
         owner, new_session = session.owner_for(request.cookies) if ticket.private else (None, None)
+        # The session whose unfinished uploads are counted together: the browser's, else the page's.
+        counted_as = (
+            owner or _session_of(request) or hashlib.sha256(ticket_text(request).encode()).hexdigest()[:32]
+        )
         upload = Handle(
             storage=new_token(),
             component=ticket.component,
@@ -139,15 +188,19 @@ class _Protocol:
             size=size,
             mime_type=mime,
             chunk_size=chunk_size,
-            part_chunks=max(1, PART_TARGET // chunk_size),
+            part_chunks=_part_chunks(chunk_size, store.uploads.limits.per_session),
             expires=round(time.time() + ticket.upload_lifetime, 3),
             owner=owner,
+            last_modified=_seconds(modified),
         )
-        # Noted in the expiry journal: an upload never finished is swept with its parts.
-        store.begin_parts(upload.storage, upload.chunk_count, upload.expires)
-        if store.journal is not None:
-            store.journal.start_sweeper(store.sweep)
-        response = _json(201, _status_of(upload, self.tickets.dump_handle(upload), [], None))
+        store.uploads.start(
+            upload.storage,
+            size,
+            session=counted_as,
+            idle=ticket.idle or store.uploads.limits.idle,
+            deadline=upload.expires,
+        )
+        response = _json(201, _status_of(upload, self.tickets.dump_handle(upload), {}, None))
         if new_session is not None:
             response.headers.append(session.cookie_header(new_session, secure=request.secure))
         return response
@@ -156,11 +209,14 @@ class _Protocol:
         store = self.store
         record = store.get(self.tickets.token_of(upload))
         if record is not None:
-            return _status_of(upload, text, list(range(upload.part_count)), self.describe(record))
-        return _status_of(upload, text, _received(store, upload), None)
+            return _status_of(upload, text, {}, self.describe(record, upload))
+        return _status_of(upload, text, store.uploads.received(upload.storage, upload.part_count), None)
 
     def put_part(self, upload: Handle, text: str, part_text: str) -> dict[str, Any]:
-        if not (part_text.isascii() and part_text.isdigit()) or int(part_text) >= upload.part_count:
+        if (
+            not (part_text.isascii() and part_text.isdigit() and len(part_text) <= 9)
+            or int(part_text) >= upload.part_count
+        ):
             raise Refused(
                 404, f"this upload has parts 0 to {upload.part_count - 1}, not {part_text[:20]!r}", "part"
             )
@@ -170,50 +226,69 @@ class _Protocol:
         if length is not None and length != expected:
             status, what = (413, "too-large") if length > expected else (400, "short")
             raise Refused(status, f"part {part} is {expected} bytes, not {length}", what)
-        store = self.store
-        token = self.tickets.token_of(upload)
-        done = store.get(token)
-        if done is None:
-            try:
-                self._write_part(upload, part)
-            finally:
-                release_memory()
-        complete = self.request.query.get("complete") == "1"
-        if complete and done is None:
-            done = self._complete(upload, token)
-        file = self.describe(done) if complete and done is not None else None
-        return {"upload": text, "part": part, "file": file}
+        declared = self.request.headers.get(CRC_HEADER)
+        if declared is not None and not _is_crc(declared):
+            raise Refused(
+                400, f"{CRC_HEADER} must be 8 hexadecimal digits, got {declared[:20]!r}", "bad-request"
+            )
+        done = self.store.get(self.tickets.token_of(upload))
+        if done is not None:
+            # Complete already (this is a part sent again whose answer was lost): nothing to write.
+            return {"upload": text, "part": part, "crc32": declared, "file": self.describe(done, upload)}
+        uploads = self.store.uploads
+        attempt = uploads.begin_attempt(upload.storage, part, expected, upload.part_count)
+        try:
+            crc = self._receive(upload, part, attempt)
+            if declared is not None and declared.lower() != crc:
+                raise Refused(
+                    400, f"part {part} arrived damaged (CRC-32 {crc}, not {declared}): send it again", "short"
+                )
+        except BaseException:
+            uploads.abandon(upload.storage, attempt)
+            raise
+        uploads.publish(upload.storage, part, attempt, crc, expected)
+        return {"upload": text, "part": part, "crc32": crc}
 
-    def _write_part(self, upload: Handle, part: int) -> None:
-        """Read the part one chunk at a time; write each chunk the store does not have yet."""
-        store = self.store
+    def _receive(self, upload: Handle, part: int, attempt: int) -> str:
+        """Read the part one chunk at a time into the attempt's keys; return its CRC-32."""
+        uploads = self.store.uploads
         stream = self.request.body
         first, stop = upload.part_span(part)
+        crc = 0
         for index in range(first, stop):
             want = min(upload.chunk_size, upload.size - index * upload.chunk_size)
             data = read_exact(stream, want) if stream is not None else b""
             if len(data) < want:
                 raise Refused(400, f"part {part} ended early: send it again", "short")
-            if not store.has_chunk(upload.storage, index):
-                store.write_chunk(upload.storage, index, data)
+            crc = zlib.crc32(data, crc)
+            uploads.write_chunk(upload.storage, attempt, index - first, data)
             del data
         if stream is not None and stream.read(1):
             raise Refused(413, f"part {part} is longer than {upload.part_length(part)} bytes", "too-large")
+        return f"{crc & 0xFFFFFFFF:08x}"
 
-    def cancel(self, upload: Handle, text: str) -> dict[str, Any]:
-        """Remove what was written, unless the upload is complete: a stored file stays."""
-        store = self.store
-        if store.get(self.tickets.token_of(upload)) is not None:
-            return {"upload": text, "cancelled": False}
-        store.abort_parts(upload.storage)
-        return {"upload": text, "cancelled": True}
-
-    def _complete(self, upload: Handle, token: str) -> FileRecord:
-        store = self.store
+    def complete(self, upload: Handle, text: str) -> dict[str, Any]:
+        body = self.request.body
+        limit = 16 * upload.part_count + 1024
+        data = read_exact(body, limit + 1) if body is not None else b""
+        try:
+            crcs = json.loads(data)["parts"] if len(data) <= limit else None
+        except (ValueError, KeyError, TypeError) as err:
+            raise Refused(
+                400, "send JSON {parts: [crc32, ...]} to complete an upload", "bad-request"
+            ) from err
+        if not (
+            isinstance(crcs, list)
+            and len(crcs) == upload.part_count
+            and all(isinstance(c, str) and _is_crc(c) for c in crcs)
+        ):
+            raise Refused(
+                400, f"a completion names the CRC-32 of each of the {upload.part_count} parts", "bad-request"
+            )
         timeout = self.settings.timeout
         now = time.time()
         record = FileRecord(
-            token=token,
+            token=self.tickets.token_of(upload),
             size=upload.size,
             chunk_size=upload.chunk_size,
             mime_type=upload.mime_type,
@@ -226,53 +301,82 @@ class _Protocol:
             owner=upload.owner,
             storage=upload.storage,
         )
-        missing = [p for p in range(upload.part_count) if not _has_part(store, upload, p)]
-        if missing:
-            raise Refused(409, f"parts {missing} never arrived: send them again", "missing", missing=missing)
-        # Noted again for the file's own expiry: the note of the start was for the upload's deadline.
-        store.begin_parts(upload.storage, upload.chunk_count, record.expires)
-        return store.complete_parts(record)
+        store = self.store
+        done = store.uploads.complete(
+            record, [c.lower() for c in crcs], upload.part_chunks, store.lifecycle.evict
+        )
+        return {"upload": text, "file": self.describe(done, upload)}
 
-    def describe(self, record: FileRecord) -> dict[str, Any]:
-        return describe(self.tickets, record, self.request.route_base)
+    def cancel(self, upload: Handle, text: str) -> dict[str, Any]:
+        """Remove what was written, unless the upload is complete: a stored file stays."""
+        cancelled = self.store.uploads.cancel(upload.storage, self.tickets.token_of(upload))
+        return {"upload": text, "cancelled": cancelled}
+
+    def describe(self, record: FileRecord, upload: Handle) -> dict[str, Any]:
+        return describe(self.tickets, record, self.request.route_base, upload.last_modified)
 
 
 # -- helpers -------------------------------------------------------------------------------
 
 
-def describe(tickets: Tickets, record: FileRecord, route_base: str) -> dict[str, Any]:
+def describe(
+    tickets: Tickets, record: FileRecord, route_base: str, last_modified: float | None = None
+) -> dict[str, Any]:
     """What the component puts in its ``value`` for a finished upload."""
     return {
         "name": record.filename,
         "size": record.size,
         "type": record.mime_type,
         "url": file_url(route_base, record),
-        "receipt": tickets.receipt(record.token),
+        "receipt": tickets.receipt(record.token, last_modified),
+        "last_modified": last_modified,
     }
 
 
-def _status_of(upload: Handle, text: str, received: list[int], file: Any) -> dict[str, Any]:
+def _status_of(upload: Handle, text: str, received: dict[int, str], file: Any) -> dict[str, Any]:
     return {
         "upload": text,
         "part_size": upload.part_size,
         "parts": upload.part_count,
-        "received": received,
+        "received": sorted(received) if file is None else list(range(upload.part_count)),
+        "crc32": {str(p): c for p, c in received.items()},
         "file": file,
     }
 
 
-def _received(store: Any, upload: Handle) -> list[int]:
-    return [p for p in range(upload.part_count) if _has_part(store, upload, p)]
+def _part_chunks(chunk_size: int, per_session: int) -> int:
+    """Chunks per part: about :data:`PART_TARGET` bytes, and no more than a quarter of what
+    one browser's unfinished uploads may hold (so that small limits still allow retries)."""
+    target = min(PART_TARGET, per_session // 4)
+    return max(1, target // chunk_size)
 
 
-def _has_part(store: Any, upload: Handle, part: int) -> bool:
-    first, stop = upload.part_span(part)
-    return all(store.has_chunk(upload.storage, index) for index in range(first, stop))
+def _is_crc(text: str) -> bool:
+    return len(text) == 8 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _seconds(value: Any) -> float | None:
+    """A browser's ``lastModified`` (milliseconds since the epoch) in seconds, or ``None``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e15:
+        return value / 1000
+    return None
+
+
+def _session_of(request: Request) -> str | None:
+    session_id = request.cookies.get(session.COOKIE)
+    return session.digest(session_id) if session_id else None
+
+
+def ticket_text(request: Request) -> str:
+    return request.headers.get(TICKET_HEADER, "")
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
     data = json.dumps(body, separators=(",", ":")).encode()
-    return Response(status, [("Content-Type", "application/json"), *_NO_STORE], data)
+    headers = [("Content-Type", "application/json"), *_NO_STORE]
+    if status == 503:
+        headers.append(("Retry-After", "10"))
+    return Response(status, headers, data)
 
 
 def _refuse(store: ChunkStore, err: Refused) -> Response:

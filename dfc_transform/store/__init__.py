@@ -2,8 +2,13 @@
 
 - :mod:`.backends`: what a backend is (its profile), and the default store;
 - :mod:`.records`: a file's metadata record and its token;
+- :mod:`.keys`: keys, and every call to the backend;
 - :mod:`.chunkstore`: writing and reading files in chunks;
-- :mod:`.ledger`: sizes and ages of every file, the byte budget;
+- :mod:`.reader`: a seekable stream over a stored file;
+- :mod:`.parts`: files written in parts (uploads), inside their limits;
+- :mod:`.claims`: one-time files, claimed once;
+- :mod:`.lifecycle`: removal, expiry and eviction;
+- :mod:`.ledger`: sizes and ages of every file and upload, the byte budget;
 - :mod:`.expiry`: the journal that removes expired files from backends that do not.
 """
 
@@ -19,6 +24,7 @@ from .backends import (
     warn_on_count_pruning,
 )
 from .chunkstore import ChunkStore
+from .parts import UploadLimits, Uploads
 from .reader import ChunkReader
 from .records import TOKEN_BYTES, FileRecord, content_token, is_token, new_token
 
@@ -29,6 +35,8 @@ __all__ = [
     "ChunkStore",
     "FileRecord",
     "Profile",
+    "UploadLimits",
+    "Uploads",
     "content_token",
     "default_backend",
     "default_cache_dir",

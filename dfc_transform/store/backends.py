@@ -71,6 +71,8 @@ class Profile:
     claims_dir: Path | None = None
     #: A directory of this host for locks (the ledger's), when the backend has no atomic ``add``.
     lock_dir: Path | None = None
+    #: Where the data lies on this host's disk (its free space is watched); ``None``: elsewhere.
+    disk: Path | None = None
 
 
 def default_cache_dir() -> Path:
@@ -154,6 +156,7 @@ def profile_of(backend: Any, *, chunk_size: int | None = None) -> Profile:
             ),
             claims_dir=home / "claims",
             lock_dir=home,
+            disk=Path(backend._path),
         )
     if isinstance(backend, SimpleCache):
         return Profile(

@@ -1,27 +1,27 @@
-"""The ledger: every stored file's size and age, shared through the backend.
+"""The ledger: every stored file's size and age, and every unfinished upload, shared through the backend.
 
-It answers "how many files, how many bytes" for the whole store (every process
-and host sharing the backend) and keeps the store within a byte budget: a
-registration that would pass it evicts the files registered longest ago first.
+It answers "how many files, how many bytes" for the whole store (every process and host
+sharing the backend) and keeps the store within a byte budget: a registration that would
+pass it evicts the files registered longest ago first. Unfinished uploads count against
+the budget too, but never evict anything (see :mod:`.parts`).
 
-Files are counted in buckets by the minute they were registered, in a head that
-keeps, per bucket, its bytes, its file count and when its last file expires: a
-registration reads and writes the head (a few dozen numbers), whatever the store
-holds, and expired buckets leave the totals as a whole. With a budget, each bucket
-also lists its files (one small JSON value per minute), so that eviction can take
-the oldest: it reads the oldest buckets only. Everything is read and written
-under a lock that every sharer honours: ``flock`` on a file of this host for
-file-system backends, a key taken with the backend's atomic ``add`` (Redis
-``SET NX``, memcached ``add``) for shared ones, a thread lock for an in-process cache.
+Files are counted in buckets by the minute they were registered, in a head that keeps,
+per bucket, its bytes, its file count and when its last file expires: a registration
+reads and writes the head (a few dozen numbers), whatever the store holds, and expired
+buckets leave the totals as a whole. With a budget, each bucket also lists its files (one
+small JSON value per minute), so that eviction can take the oldest: it reads the oldest
+buckets only. Everything is read and written under a lock that every sharer honours:
+``flock`` on a file of this host for file-system backends, a key taken with the
+backend's atomic ``add`` (Redis ``SET NX``, memcached ``add``) for shared ones, a thread
+lock for an in-process cache.
 
-A file being written holds a reservation for the bytes read so far, so that
-concurrent writers together never pass the budget either.
+A file being written holds a reservation for the bytes read so far, so that concurrent
+writers together never pass the budget either.
 
-Without a budget nothing has to be decided at registration, and each process
-gathers its changes and writes them to the head once a second (from a daemon
-thread, and whenever it reads the totals): a registration then costs no lock
-and no backend call. Changes a killed process never wrote only miss from the
-totals until their bucket expires.
+Without a budget nothing has to be decided at registration, and each process gathers
+its changes and writes them to the head once a second (from a daemon thread, and
+whenever it reads the totals): a registration then costs no lock and no backend call.
+Changes a killed process never wrote only miss from the totals until their bucket expires.
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..exc import BackendUnavailableError, FileTooLargeError
+from ..exc import BackendUnavailableError, FileTooLargeError, StoreFullError
+from ..units import human_size
 
-__all__ = ["Evict", "Ledger"]
+__all__ = ["Evict", "Head", "Ledger"]
 
-#: Called with a file's token and why it goes ("budget") to remove its keys.
-Evict = Callable[[str, str], None]
+#: Called with a file's token and why it goes ("budget"); ``False`` if it must stay for now
+#: (a transfer of it is under way).
+Evict = Callable[[str, str], bool]
 
 #: A lock taken through the backend is given up after this long, should its holder die.
 LOCK_TIMEOUT = 10
@@ -55,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 
 class Ledger:
-    """Sizes and ages of the files of one namespace.
+    """Sizes and ages of the files of one namespace, and its unfinished uploads.
 
     :param backend: the cache backend (its ``get``/``set``/``add``/``delete``).
     :param key: the ledger's key, e.g. ``dfc:<namespace>:ledger``.
@@ -88,16 +90,20 @@ class Ledger:
     # -- reading ----------------------------------------------------------------------
 
     def totals(self) -> tuple[int, int]:
-        """``(files, bytes)`` held now; bytes of files being written included."""
+        """``(files, bytes)`` of the stored files now (not of files being written or uploaded)."""
         self.flush()
-        head = _Head(self._get(self.key))
+        head = self.read()
         head.drop_expired(time.time())
-        return head.files, head.bytes + sum(head.reserved.values())
+        return head.files, head.bytes
+
+    def read(self) -> Head:
+        """The head as it is now, without the lock (for reports)."""
+        return Head(self._get(self.key))
 
     def tokens(self) -> list[str]:
         """The tokens of every file entered (expired ones too, until their bucket goes);
         known only with a budget (see :attr:`lists_files`)."""
-        head = _Head(self._get(self.key))
+        head = self.read()
         return [token for bucket in head.buckets for token in self._bucket(bucket)]
 
     # -- writing ----------------------------------------------------------------------
@@ -106,18 +112,32 @@ class Ledger:
         """Hold ``nbytes`` more for the file being written under ``storage``.
 
         Files registered longest ago are evicted to make room; a file that cannot fit
-        even in an empty store is refused with :class:`FileTooLargeError`.
+        even in an empty store is refused with :class:`FileTooLargeError`, one that cannot
+        fit beside the unfinished uploads with :class:`StoreFullError`.
         """
-        with self._locked() as head:
+        with self.locked() as head:
             held = head.reserved.get(storage, 0) + nbytes
             if self.budget is not None and held > self.budget:
                 head.reserved.pop(storage, None)
                 raise FileTooLargeError(
-                    f"the file is over the store's byte budget of {self.budget} bytes (read {held} "
-                    "bytes so far); raise max_total_size or serve a smaller file"
+                    f"the file is over the store's byte budget of {human_size(self.budget)} "
+                    f"(max_total_size={self.budget}; read {held} bytes so far): raise max_total_size or "
+                    "serve a smaller file",
+                    size=held,
+                    limit=self.budget,
+                )
+            uploading = head.upload_reserved
+            if self.budget is not None and held + uploading > self.budget:
+                head.reserved.pop(storage, None)
+                raise StoreFullError(
+                    f"the store's byte budget of {human_size(self.budget)} is held by unfinished "
+                    f"uploads ({human_size(uploading)}), which are never evicted: try again when they "
+                    "are done, or raise max_total_size",
+                    needed=held,
+                    available=self.budget - uploading,
                 )
             head.reserved[storage] = held
-            self._make_room(head, evict)
+            self.make_room(head, evict)
 
     def commit(
         self, storage: str, token: str, size: int, created: float, expires: float | None, evict: Evict
@@ -126,36 +146,39 @@ class Ledger:
         if not self.lists_files:
             self._later(_bucket_of(created), size, 1, expires)
             return
-        with self._locked() as head:
+        with self.locked() as head:
             head.reserved.pop(storage, None)
-            bucket_id = _bucket_of(created)
-            head.add(bucket_id, size, expires)
-            if self.lists_files:
-                bucket = self._bucket(bucket_id)
-                bucket[token] = [size, created, expires]
-                self._put_bucket(bucket_id, bucket)
-            self._make_room(head, evict, keep=token)
+            self.enter(head, token, size, created, expires)
+            self.make_room(head, evict, keep=token)
+
+    def enter(self, head: Head, token: str, size: int, created: float, expires: float | None) -> None:
+        """Enter a stored file in a head held under :meth:`locked`."""
+        bucket_id = _bucket_of(created)
+        head.add(bucket_id, size, expires)
+        if self.lists_files:
+            bucket = self._bucket(bucket_id)
+            bucket[token] = [size, created, expires]
+            self._put_bucket(bucket_id, bucket)
 
     def renew(self, token: str, created: float, expires: float | None) -> None:
         """Push back the expiry of ``token`` (the same content registered again)."""
         if not self.lists_files:
             self._later(_bucket_of(created), 0, 0, expires)
             return
-        with self._locked() as head:
+        with self.locked() as head:
             bucket_id = _bucket_of(created)
             head.extend(bucket_id, expires)
-            if self.lists_files:
-                bucket = self._bucket(bucket_id)
-                if token in bucket:
-                    bucket[token][2] = expires
-                    self._put_bucket(bucket_id, bucket)
+            bucket = self._bucket(bucket_id)
+            if token in bucket:
+                bucket[token][2] = expires
+                self._put_bucket(bucket_id, bucket)
 
     def drop(self, token: str, created: float, size: int) -> None:
         """Forget a file (removed, consumed, swept) of ``size`` bytes."""
         if not self.lists_files:
             self._later(_bucket_of(created), -size, -1, None)
             return
-        with self._locked() as head:
+        with self.locked() as head:
             bucket_id = _bucket_of(created)
             bucket = self._bucket(bucket_id)
             if bucket.pop(token, None) is not None:  # not evicted already
@@ -166,7 +189,7 @@ class Ledger:
         """Give back the reservation of a file whose writing failed or was not needed."""
         if self.budget is None:
             return  # nothing is reserved without a budget
-        with self._locked() as head:
+        with self.locked() as head:
             head.reserved.pop(storage, None)
 
     def flush(self) -> None:
@@ -176,7 +199,7 @@ class Ledger:
         if not pending:
             return
         try:
-            with self._locked() as head:
+            with self.locked() as head:
                 for bucket_id, (nbytes, files, expires) in pending.items():
                     head.merge(bucket_id, nbytes, files, expires)
         except BaseException:
@@ -218,26 +241,33 @@ class Ledger:
         with contextlib.suppress(Exception):
             self.flush()
 
-    def _make_room(self, head: _Head, evict: Evict, keep: str | None = None) -> None:
-        """Drop expired buckets; evict the oldest files (never ``keep``) until within budget."""
+    def forget_expired(self, head: Head) -> None:
+        """Drop the buckets whose every file has expired from a head held under :meth:`locked`."""
         for bucket_id in head.drop_expired(time.time()):
             if self.lists_files:
                 self._delete_bucket(bucket_id)  # their keys: the sweep's, or the backend's time-to-live
+
+    def make_room(self, head: Head, evict: Evict, keep: str | None = None) -> None:
+        """Drop expired buckets; evict the oldest files (never ``keep``, nor one that ``evict``
+        must leave for now) until the store is within budget. Uploads are never evicted."""
+        self.forget_expired(head)
         if self.budget is None:
             return
         for bucket_id in sorted(head.buckets):
-            if head.bytes + sum(head.reserved.values()) <= self.budget:
+            if head.used <= self.budget:
                 return
             bucket = self._bucket(bucket_id)
+            changed = False
             for token, entry in sorted(bucket.items(), key=lambda item: item[1][1]):
-                if head.bytes + sum(head.reserved.values()) <= self.budget:
+                if head.used <= self.budget:
                     break
-                if token == keep:
+                if token == keep or not evict(token, "budget"):
                     continue
                 del bucket[token]
                 head.remove(bucket_id, int(entry[0]))
-                evict(token, "budget")
-            self._put_bucket(bucket_id, bucket)
+                changed = True
+            if changed:
+                self._put_bucket(bucket_id, bucket)
 
     # -- storage and locking -----------------------------------------------------------
 
@@ -265,13 +295,19 @@ class Ledger:
             return None  # damaged or foreign: start again
 
     def _set(self, key: str, value: Any) -> None:
-        if not self.backend.set(key, json.dumps(value, separators=(",", ":")).encode(), 0):
+        try:
+            written = self.backend.set(key, json.dumps(value, separators=(",", ":")).encode(), 0)
+        except Exception as err:
+            raise BackendUnavailableError(f"the ledger could not be written: {err}") from err
+        if not written:
             raise BackendUnavailableError("the ledger could not be written (backend full?)")
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[_Head]:
+    def locked(self) -> Iterator[Head]:
+        """The head, read under the ledger's lock and written back when the block ends
+        without an error: every sharer sees the changes made in it as one."""
         with self._lock():
-            head = _Head(self._get(self.key))
+            head = Head(self._get(self.key))
             yield head
             self._set(self.key, head.dump())
 
@@ -291,7 +327,13 @@ class Ledger:
             lock_key = self.key + ":lock"
             deadline = time.monotonic() + 2 * LOCK_TIMEOUT
             pause = 0.001
-            while not self.backend.add(lock_key, b"1", LOCK_TIMEOUT):
+            while True:
+                try:
+                    taken = self.backend.add(lock_key, b"1", LOCK_TIMEOUT)
+                except Exception as err:
+                    raise BackendUnavailableError(f"the ledger lock could not be taken: {err}") from err
+                if taken:
+                    break
                 if time.monotonic() > deadline:
                     raise BackendUnavailableError(f"the ledger lock {lock_key!r} was held for too long")
                 time.sleep(pause)
@@ -299,16 +341,19 @@ class Ledger:
             try:
                 yield
             finally:
-                self.backend.delete(lock_key)
+                with contextlib.suppress(Exception):
+                    self.backend.delete(lock_key)
 
 
-class _Head:
-    """The ledger's head: totals, reservations, and ``[bytes, files, last expiry]`` per bucket."""
+class Head:
+    """The ledger's head: ``[bytes, files, last expiry]`` per bucket, the reservations of
+    files being written, and the unfinished uploads (see :mod:`.parts`)."""
 
     def __init__(self, data: Any) -> None:
         data = data if isinstance(data, dict) else {}
         self.buckets: dict[int, list[Any]] = {int(k): v for k, v in data.get("buckets", {}).items()}
         self.reserved: dict[str, int] = dict(data.get("reserved", {}))
+        self.uploads: dict[str, dict[str, Any]] = dict(data.get("uploads", {}))
 
     @property
     def bytes(self) -> int:
@@ -317,6 +362,16 @@ class _Head:
     @property
     def files(self) -> int:
         return sum(int(b[1]) for b in self.buckets.values())
+
+    @property
+    def upload_reserved(self) -> int:
+        """Bytes held for unfinished uploads: their sizes, and the parts sent again in flight."""
+        return sum(int(u["s"]) + sum(int(a[2]) for a in u["a"].values()) for u in self.uploads.values())
+
+    @property
+    def used(self) -> int:
+        """Bytes counted against the budget: files, files being written, unfinished uploads."""
+        return self.bytes + sum(self.reserved.values()) + self.upload_reserved
 
     def add(self, bucket_id: int, size: int, expires: float | None) -> None:
         entry = self.buckets.setdefault(bucket_id, [0, 0, expires])
@@ -355,7 +410,11 @@ class _Head:
         return gone
 
     def dump(self) -> dict[str, Any]:
-        return {"buckets": {str(k): v for k, v in self.buckets.items()}, "reserved": self.reserved}
+        return {
+            "buckets": {str(k): v for k, v in self.buckets.items()},
+            "reserved": self.reserved,
+            "uploads": self.uploads,
+        }
 
 
 def _bucket_of(created: float) -> int:

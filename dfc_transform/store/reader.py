@@ -70,8 +70,7 @@ class ChunkReader(io.RawIOBase):
         index, offset = divmod(self._pos, record.chunk_size)
         if index != self._index:
             self._chunk = b""  # let the last one go before the next one comes
-            stop = min(record.size, (index + 1) * record.chunk_size)
-            self._chunk = b"".join(self._store.iter_chunks(record, index * record.chunk_size, stop))
+            self._chunk = self._store.chunk(record, index)
             self._index = index
         piece = memoryview(self._chunk)[offset : offset + size]
         self._pos += len(piece)

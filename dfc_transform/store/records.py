@@ -15,9 +15,21 @@ import json
 import re
 import secrets
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["FileRecord", "content_token", "dump_record", "is_token", "load_record", "new_token"]
+if TYPE_CHECKING:
+    from .keys import Keys
+
+__all__ = [
+    "FileRecord",
+    "content_token",
+    "dump_record",
+    "is_token",
+    "load_record",
+    "new_token",
+    "read_record",
+    "write_record",
+]
 
 #: 16 bytes: 128 bits, 22 URL-safe characters.
 TOKEN_BYTES = 16
@@ -52,6 +64,16 @@ class FileRecord:
     owner: str | None = None
     #: The key the chunks are stored under; empty: the token (files of the first round).
     storage: str = ""
+    #: When this content was last registered (``Last-Modified``); ``None``: ``created``. The
+    #: same content registered again answers as if new: nobody learns it was there before.
+    modified: float | None = None
+    #: A file uploaded in parts: the attempt whose bytes won, per part (see :mod:`.parts`);
+    #: chunk ``i`` is then chunk ``i - p * part_chunks`` of ``<storage>.<parts[p]>``.
+    parts: tuple[int, ...] | None = None
+    #: Chunks per part of a file uploaded in parts.
+    part_chunks: int = 0
+    #: A file uploaded in parts: a digest of its parts' checksums, as its completion named them.
+    parts_digest: str | None = None
     #: A small file's content, kept in the record itself (no chunks).
     inline: bytes | None = field(default=None, repr=False)
 
@@ -63,6 +85,25 @@ class FileRecord:
     def chunks_key(self) -> str:
         """What the chunk keys derive from."""
         return self.storage or self.token
+
+    def chunk_at(self, index: int) -> tuple[str, int]:
+        """Where chunk ``index`` is kept: the name its key derives from, and its number there."""
+        if self.parts is None:
+            return self.chunks_key, index
+        part = index // self.part_chunks
+        return f"{self.chunks_key}.{self.parts[part]}", index - part * self.part_chunks
+
+    def chunk_groups(self) -> list[tuple[str, int]]:
+        """Every name chunks are kept under, with how many chunks it holds."""
+        if self.inline is not None or not self.chunked:
+            return []
+        if self.parts is None:
+            return [(self.chunks_key, self.chunk_count)]
+        count = self.chunk_count
+        return [
+            (f"{self.chunks_key}.{attempt}", min(self.part_chunks, count - p * self.part_chunks))
+            for p, attempt in enumerate(self.parts)
+        ]
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(FileRecord) if f.name != "inline")
@@ -108,9 +149,20 @@ def load_record(data: Any) -> FileRecord | None:
         header, _, content = data.partition(b"\n")
         flat = json.loads(header)
         inline = flat.pop("inline", False)
+        if flat.get("parts") is not None:
+            flat["parts"] = tuple(int(p) for p in flat["parts"])
         record = FileRecord(**flat, inline=content if inline else None)
     except (TypeError, ValueError, AttributeError):
         return None
     if record.inline is not None and len(record.inline) != record.size:
         return None  # cut short: never served as a short file
     return record
+
+
+def read_record(keys: Keys, token: str) -> FileRecord | None:
+    """The record stored under ``token``, or ``None`` (missing, foreign, damaged)."""
+    return load_record(keys.get(keys.key(token, "m")))
+
+
+def write_record(keys: Keys, record: FileRecord) -> None:
+    keys.set(keys.key(record.token, "m"), dump_record(record), keys.record_timeout)

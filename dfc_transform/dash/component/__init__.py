@@ -41,6 +41,9 @@ class Upload(Component):
     :param disabled: refuse drops and clicks.
     :param private: the uploaded files' URLs open only in the browser session that uploaded
         them, and only callbacks of that session can read them (the default).
+    :param idle_timeout: seconds without a new part after which an unfinished upload is
+        given up on the server (its bytes removed); ``None``: the transform's
+        ``upload_idle_timeout`` (10 minutes). An upload resumed later starts again.
     :param style: CSS of the component's root; the default look sits in zero-specificity
         rules of the classes ``dfc-upload``, ``dfc-upload--active``, ``dfc-upload--disabled``,
         ``dfc-upload__button``, ``dfc-upload__file``, ``dfc-upload__bar``, ``dfc-upload__fill``,
@@ -79,12 +82,17 @@ class Upload(Component):
         max_size: int | None = None,
         disabled: bool = False,
         private: bool = True,
+        idle_timeout: int | None = None,
         style: dict[str, Any] | None = None,
         className: str | None = None,
         value: Any = None,
     ) -> None:
         if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
             raise ValueError(f"Upload max_size must be a number of bytes >= 0 or None, got {max_size!r}")
+        if idle_timeout is not None and (not isinstance(idle_timeout, int) or idle_timeout < 1):
+            raise ValueError(
+                f"Upload idle_timeout must be a number of seconds >= 1 or None, got {idle_timeout!r}"
+            )
         props: dict[str, Any] = {"multiple": bool(multiple), "disabled": bool(disabled)}
         given = {
             "children": children,
@@ -99,6 +107,7 @@ class Upload(Component):
         super().__init__(**props)
         # Not a prop: it goes to the server in the signed ticket, where it is enforced.
         self._dfc_private = bool(private)
+        self._dfc_idle_timeout = idle_timeout
 
     def accept_list(self) -> tuple[str, ...] | None:
         """The ``accept`` entries, or ``None`` when any type is accepted."""
@@ -123,5 +132,6 @@ class Upload(Component):
             max_size=getattr(self, "max_size", None),
             accept=self.accept_list(),
             private=self._dfc_private,
+            idle_timeout=self._dfc_idle_timeout,
         )
         return data

@@ -3,21 +3,11 @@
 
 import {Cancelled, Refused, Transfer} from "./transfer.js";
 import {ensureStyles} from "./styles.js";
+import {humanSize} from "./units.js";
 
 const React = window.React;
 const {useEffect, useRef, useState} = React;
 
-const UNITS = ["bytes", "KB", "MB", "GB", "TB"];
-
-export function humanSize(bytes) {
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1000 && unit < UNITS.length - 1) {
-        value /= 1000;
-        unit += 1;
-    }
-    return unit === 0 ? `${value} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${UNITS[unit]}`;
-}
 
 function acceptList(accept) {
     if (!accept) return [];
@@ -150,7 +140,7 @@ export default function Upload(props) {
             if (!accepted(entries, file.name, file.type)) {
                 message = `${file.name} is not a type this upload accepts (${entries.join(", ")})`;
             } else if (max_size !== undefined && max_size !== null && max_size >= 0 && file.size > max_size) {
-                message = `${file.name} is ${humanSize(file.size)}; files up to ${humanSize(max_size)} are accepted`;
+                message = `${file.name} is ${humanSize(file.size)}; this upload takes files up to ${humanSize(max_size)}`;
             }
             return {key, file, name: file.name, size: file.size, sent: 0, state: message ? "refused" : "waiting", message};
         });

@@ -1,10 +1,14 @@
 // One file sent to the server's upload route in parts: retried, resumable, cancellable.
 //
-// The protocol (dfc_transform/uploads/protocol.py): POST <endpoint> {name, size, type}
-// starts an upload and answers its handle and part layout; PUT <endpoint>/<handle>/<part>
-// sends one part (the last one sent with ?complete=1 makes the stored file); GET
-// <endpoint>/<handle> tells which parts the server has; DELETE <endpoint>/<handle> cancels.
-// Every request carries the page's ticket in X-Upload-Ticket.
+// The protocol (dfc_transform/http/uploads.py): POST <endpoint> {name, size, type,
+// lastModified} starts an upload and answers its handle and part layout; PUT
+// <endpoint>/<handle>/<part> sends one part with its CRC-32 (X-Part-CRC32); POST
+// <endpoint>/<handle> {parts: [crc32...]} completes it, naming every part's checksum;
+// GET <endpoint>/<handle> tells which parts the server has; DELETE cancels. Every request
+// carries the page's ticket in X-Upload-Ticket. JSON goes as text/plain: some servers'
+// middleware reads application/json bodies before the route can.
+
+import {crc32} from "./crc32.js";
 
 const PARALLEL = 2; // parts in flight at once
 const RETRIES = 6; // attempts after the first, per request: 0.5, 1, 2, 4, 8, 8 s apart
@@ -15,6 +19,8 @@ const RETRYABLE = new Set([0, 408, 425, 429, 500, 502, 503, 504]);
 export class Refused extends Error {}
 export class Paused extends Error {}
 export class Cancelled extends Error {}
+// The server gave the upload up (idle too long, or past its deadline): start it again.
+class Gone extends Error {}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const backoff = (attempt) => Math.min(8000, 500 * 2 ** attempt);
@@ -49,6 +55,7 @@ export class Transfer {
         this.cancelled = false;
         this.acked = new Map(); // part -> bytes, parts the server has
         this.inflight = new Map(); // part -> bytes sent so far
+        this.crcs = new Map(); // part -> CRC-32 of this file's bytes, as computed here
         this.layout = null;
     }
 
@@ -57,9 +64,19 @@ export class Transfer {
         this.emit("uploading");
         try {
             for (let round = 0; ; round++) {
-                const status = await this.open();
-                if (status.file) return this.finish(status.file);
-                const file = await this.sendAll(status);
+                let file;
+                try {
+                    const status = await this.open();
+                    if (status.file) return this.finish(status.file);
+                    file = await this.sendAll();
+                } catch (err) {
+                    if (!(err instanceof Gone) || round > 3) throw err;
+                    // Given up on the server: what it had is gone, start from the first part.
+                    this.handle = null;
+                    remember(this.key, null);
+                    this.emit("retrying", err.message);
+                    continue;
+                }
                 if (file) return this.finish(file);
                 if (round > 3) throw new Paused("the server keeps missing parts");
             }
@@ -103,81 +120,112 @@ export class Transfer {
             }
             remember(this.key, null); // gone or given up: start again
         }
-        const description = {name: this.file.name, size: this.file.size, type: this.file.type};
+        const description = {
+            name: this.file.name,
+            size: this.file.size,
+            type: this.file.type,
+            lastModified: this.file.lastModified,
+        };
         const started = await this.call("POST", this.ticket.endpoint, JSON.stringify(description));
         if (started.status !== 201) throw new Refused(messageOf(started));
         this.handle = started.body.upload;
+        this.crcs.clear();
         remember(this.key, this.handle);
         return this.use(started.body);
     }
 
+    // Takes the server's word for which parts it has: those whose checksum differs from
+    // this file's part (another client's bytes) are sent again.
     use(status) {
         this.layout = status;
         this.acked.clear();
-        for (const part of status.received) this.acked.set(part, this.length(part));
+        const theirs = status.crc32 || {};
+        for (const part of status.received) {
+            const mine = this.crcs.get(part);
+            if (mine && theirs[part] && mine !== theirs[part]) continue;
+            this.acked.set(part, this.length(part));
+        }
         this.progress();
         return status;
     }
 
-    // Sends the missing parts, then the last one with ?complete=1; the stored file's
-    // description, or null when the server found parts missing (another round).
-    async sendAll(status) {
-        const todo = [];
-        for (let part = 0; part < status.parts; part++) if (!this.acked.has(part)) todo.push(part);
-        const last = todo.length ? todo.pop() : status.parts - 1;
-        const queue = todo.slice();
+    // Sends the missing parts, then completes the upload; the stored file's description,
+    // or null when the server found parts missing or different (another round).
+    async sendAll() {
+        const queue = [];
+        for (let part = 0; part < this.layout.parts; part++) if (!this.acked.has(part)) queue.push(part);
         const worker = async () => {
-            while (queue.length) {
-                const part = queue.shift();
-                const answer = await this.sendPart(part, false);
-                if (answer && answer.file) return answer.file;
-            }
-            return null;
+            while (queue.length) await this.sendPart(queue.shift());
         };
-        const found = await Promise.all(Array.from({length: Math.min(PARALLEL, queue.length)}, worker));
-        const early = found.find((f) => f);
-        if (early) return early;
-        const answer = await this.sendPart(last, true);
-        return answer && answer.file ? answer.file : null;
+        await Promise.all(Array.from({length: Math.min(PARALLEL, queue.length)}, worker));
+        const parts = [];
+        for (let part = 0; part < this.layout.parts; part++) parts.push(await this.crcOf(part));
+        const done = await this.call("POST", `${this.ticket.endpoint}/${this.handle}`, JSON.stringify({parts}));
+        if (done.status === 200) return done.body.file;
+        if (done.status === 409 && done.body) {
+            // Parts the server never got, or got other bytes for: the next round sends them.
+            for (const part of [...(done.body.missing || []), ...(done.body.mismatched || [])]) {
+                this.acked.delete(part);
+            }
+            this.progress();
+            return null;
+        }
+        throw this.failure(done);
     }
 
-    async sendPart(part, complete) {
+    async crcOf(part) {
+        if (!this.crcs.has(part)) this.crcs.set(part, crc32(await this.slice(part).arrayBuffer()));
+        return this.crcs.get(part);
+    }
+
+    slice(part) {
         const start = part * this.layout.part_size;
-        const blob = this.file.slice(start, start + this.length(part));
-        const url = `${this.ticket.endpoint}/${this.handle}/${part}${complete ? "?complete=1" : ""}`;
+        return this.file.slice(start, start + this.length(part));
+    }
+
+    async sendPart(part) {
+        const body = await this.slice(part).arrayBuffer();
+        const crc = crc32(body);
+        this.crcs.set(part, crc);
+        const url = `${this.ticket.endpoint}/${this.handle}/${part}`;
         for (let attempt = 0; ; attempt++) {
-            const answer = await this.request("PUT", url, blob, (sent) => {
+            const answer = await this.request("PUT", url, body, (sent) => {
                 this.inflight.set(part, sent);
                 this.progress();
-            });
+            }, {"X-Part-CRC32": crc});
             this.inflight.delete(part);
             if (answer.status === 200) {
                 this.acked.set(part, this.length(part));
                 this.progress();
-                return answer.body;
-            }
-            if (answer.status === 409) {
-                // Parts the server never got: the next round sends them.
-                for (const missing of (answer.body && answer.body.missing) || []) this.acked.delete(missing);
-                this.progress();
-                return null;
+                return;
             }
             const reason = answer.body && answer.body.reason;
-            if (!RETRYABLE.has(answer.status) && reason !== "short") throw new Refused(messageOf(answer));
-            if (attempt >= RETRIES) throw new Paused("the connection was lost");
-            this.emit("retrying", "connection lost: retrying…");
+            if (!RETRYABLE.has(answer.status) && reason !== "short") throw this.failure(answer);
+            if (attempt >= RETRIES) throw new Paused(messageOf(answer));
+            this.emit("retrying", `${messageOf(answer)}: retrying…`);
             await sleep(backoff(attempt));
             // The part may have arrived though its answer was lost: ask before sending it again.
             const status = await this.call("GET", `${this.ticket.endpoint}/${this.handle}`);
-            if (status.status === 200) {
-                if (status.body.file) return {file: status.body.file};
-                if (!complete && status.body.received.includes(part)) {
-                    this.use(status.body);
-                    return null;
+            if (status.status === 410) throw new Gone(messageOf(status));
+            if (status.status === 200 && status.body.received.includes(part)) {
+                const theirs = (status.body.crc32 || {})[part];
+                if (!theirs || theirs === crc) {
+                    this.acked.set(part, this.length(part));
+                    this.progress();
+                    return;
                 }
             }
             this.emit("uploading");
         }
+    }
+
+    // The error for an answer that is no success: the server gave the upload up (start
+    // again), or refused it (its message is shown).
+    failure(answer) {
+        if (answer.status === 410 && answer.body && answer.body.reason !== "cancelled") {
+            return new Gone(messageOf(answer));
+        }
+        return new Refused(messageOf(answer));
     }
 
     // A request retried on network errors and 5xx; answers {status, body}.
@@ -185,18 +233,18 @@ export class Transfer {
         for (let attempt = 0; ; attempt++) {
             const answer = await this.request(method, url, body);
             if (!RETRYABLE.has(answer.status)) return answer;
-            if (attempt >= RETRIES) throw new Paused("the connection was lost");
-            this.emit("retrying", "connection lost: retrying…");
+            if (attempt >= RETRIES) throw new Paused(messageOf(answer));
+            this.emit("retrying", `${messageOf(answer)}: retrying…`);
             await sleep(backoff(attempt));
         }
     }
 
-    request(method, url, body, onSent) {
+    request(method, url, body, onSent, headers) {
         if (this.cancelled) return Promise.reject(new Cancelled());
-        return this.send(method, url, body, onSent);
+        return this.send(method, url, body, onSent, headers);
     }
 
-    send(method, url, body, onSent) {
+    send(method, url, body, onSent, headers) {
         return new Promise((resolve, reject) => {
             const xhr = new XMLHttpRequest();
             let last = Date.now();
@@ -213,7 +261,8 @@ export class Transfer {
             };
             xhr.open(method, url);
             xhr.setRequestHeader("X-Upload-Ticket", this.ticket.token);
-            if (typeof body === "string") xhr.setRequestHeader("Content-Type", "application/json");
+            for (const [name, value] of Object.entries(headers || {})) xhr.setRequestHeader(name, value);
+            if (typeof body === "string") xhr.setRequestHeader("Content-Type", "text/plain;charset=UTF-8");
             xhr.upload.onprogress = (event) => {
                 last = Date.now();
                 if (onSent) onSent(event.loaded);
