@@ -411,9 +411,10 @@ def test_bad_starts_are_refused(made: Any) -> None:
     started = client.start("../../etc/.passwd", 1)
     assert client.put(started["upload"], 0, b"x", complete=True)["file"]["name"] == "passwd"
     # No name (missing or null) is the name "file", never "None".
-    for body in ({"size": 1}, {"name": None, "size": 1}, {"name": "", "size": 1}):
-        r = client.http.post(client.endpoint, json=body, headers=client.headers)
-        assert r.status_code == 201, body
+    nameless: list[dict[str, Any]] = [{"size": 1}, {"name": None, "size": 1}, {"name": "", "size": 1}]
+    for start in nameless:
+        r = client.http.post(client.endpoint, json=start, headers=client.headers)
+        assert r.status_code == 201, start
         assert client.put(r.get_json()["upload"], 0, b"y", complete=True)["file"]["name"] == "file"
 
 
