@@ -13,6 +13,7 @@ file forever.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -27,8 +28,13 @@ if TYPE_CHECKING:
 
 __all__ = ["LEASE_MAX", "LEASE_SECONDS", "Lifecycle"]
 
-#: A transfer's lease on its file lasts this long, and is renewed a third of the way through.
+#: A transfer's lease on its file lasts this long (should its process die, the file is kept no longer).
 LEASE_SECONDS = 60.0
+#: A transfer renews its lease this often; when it ends, the lease runs out this long after.
+#: Another transfer of the same file renews it sooner than that, so one ending never leaves
+#: the other without.
+LEASE_RENEW = 2.0
+LEASE_END = 5.0
 #: No transfer keeps its file from eviction for longer than this.
 LEASE_MAX = 1800.0
 #: Chunks of files and uploads are probed up to this many (2**20 chunks are a TiB): bounded,
@@ -84,9 +90,10 @@ class Lifecycle:
             self.purge_chunks(name, count)
         keys.delete(keys.key(record.chunks_key, "t"))
 
-    def purge_storage(self, storage: str) -> None:
+    def purge_storage(self, storage: str, *, tombstone: bool = False) -> None:
         """Delete what an unfinished write or upload left under ``storage``: chunks written in
-        order, the attempts of an upload's parts and their records."""
+        order, the attempts of an upload's parts and their records; ``tombstone`` keeps the
+        note of why an upload was given up (see :mod:`.parts`)."""
         keys = self.keys
         self.purge_chunks(storage, None)
         info = keys.get(keys.key(storage, "s"))
@@ -95,7 +102,7 @@ class Lifecycle:
             self.purge_chunks(f"{storage}.{seq}", None)
         for index in range(parts):
             keys.delete(keys.key(storage, f"P{index}"))
-        for suffix in ("s", "x", "t"):
+        for suffix in ("s", "t") if tombstone else ("s", "t", "x"):
             keys.delete(keys.key(storage, suffix))
 
     def purge_chunks(self, name: str, count: int | None) -> None:
@@ -145,18 +152,22 @@ class Lifecycle:
             yield from chunks
             return
         started = renewed = time.time()
-        self._lease(record.token, started)
-        for chunk in chunks:
-            now = time.time()
-            if now - renewed > LEASE_SECONDS / 3 and now - started < LEASE_MAX:
-                self._lease(record.token, now)
-                renewed = now
-            yield chunk
+        self._lease(record.token, started + LEASE_SECONDS)
+        try:
+            for chunk in chunks:
+                now = time.time()
+                if now - renewed > LEASE_RENEW and now - started < LEASE_MAX:
+                    self._lease(record.token, now + LEASE_SECONDS)
+                    renewed = now
+                yield chunk
+        finally:
+            with contextlib.suppress(Exception):  # the backend may be down: the lease runs out
+                self._lease(record.token, time.time() + LEASE_END)
 
-    def _lease(self, token: str, now: float) -> None:
+    def _lease(self, token: str, until: float) -> None:
         # The value says until when: a journal backend keeps the key past that (no time-to-live).
-        ttl = int(LEASE_SECONDS) + 1 if self.keys.profile.expiry == "native" else 0
-        self.keys.set(self.keys.key(token, "l"), f"{now + LEASE_SECONDS:.3f}".encode(), ttl)
+        ttl = int(until - time.time()) + 1 if self.keys.profile.expiry == "native" else 0
+        self.keys.set(self.keys.key(token, "l"), f"{until:.3f}".encode(), max(ttl, 1) if ttl else 0)
 
     # -- sweeping -------------------------------------------------------------------------
 

@@ -350,9 +350,7 @@ class Uploads:
     def _purge(self, storages: list[str]) -> None:
         """Remove what given-up uploads wrote; their tombstones stay, to tell a client why."""
         for storage in storages:
-            reason = self._reason(storage) or "idle"
-            self.lifecycle.purge_storage(storage)
-            self._tombstone(storage, reason)
+            self.lifecycle.purge_storage(storage, tombstone=True)
 
     def _entry(self, head: Head, storage: str) -> dict[str, Any]:
         entry = head.uploads.get(storage)
