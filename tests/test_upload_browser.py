@@ -370,7 +370,9 @@ def test_a_large_upload_survives_a_cut_connection_with_bounded_memory(
 def refusing_app(tmp_path: Path) -> Iterator[tuple[str, FileServeTransform, RequestLog]]:
     """In-process: a CSV-only Upload of at most 1 MiB, a styled one, a disabled one, and one for
     files the store's budget (40 MiB) cannot take."""
-    transform = FileServeTransform(max_total_size=40 * MiB)
+    transform = FileServeTransform(
+        max_total_size=40 * MiB, max_upload_bytes=40 * MiB, max_upload_bytes_per_session=40 * MiB
+    )
     app = DashProxy(__name__, transforms=[transform])
     app.layout = html.Div(
         [
@@ -410,7 +412,7 @@ def test_refusals_are_shown_cancel_removes_and_styles_can_be_overridden(
     large.write_bytes(b"a,b\n" * (MiB // 4 + 1))
     choose(driver, large, "csv")
     wait_until(
-        lambda: "files up to 1.0 MB are accepted" in status_text(driver, "csv"),
+        lambda: "this upload takes files up to 1.0 MiB" in status_text(driver, "csv"),
         message=lambda: status_text(driver, "csv"),
     )
     # Refused by the server, its sentence shown: the store's byte budget is smaller than the file.
@@ -422,6 +424,13 @@ def test_refusals_are_shown_cancel_removes_and_styles_can_be_overridden(
         message=lambda: status_text(driver),
     )
     assert driver.find_elements(By.CSS_SELECTOR, "#up .dfc-upload__file--refused")
+    # Refused by the server because the store is full of files, which uploads never evict (507).
+    filler = transform.register(os.urandom(36 * MiB), filename="filler.bin")
+    fits = tmp_path / "fits.bin"
+    fits.write_bytes(os.urandom(8 * MiB))
+    choose(driver, fits)
+    wait_until(lambda: "the store is full" in status_text(driver), message=lambda: status_text(driver))
+    assert transform.remove(filler)
 
     # Cancel, on a link slowed down to 4 MiB/s: the part written so far leaves the store.
     throttle(driver, 4 * MiB)
@@ -470,7 +479,11 @@ def test_an_upload_resumes_after_the_page_is_reloaded(
     expected = f"resumed.bin {len(data)} {hashlib.sha256(data).hexdigest()}"
     wait_until(lambda: digest_text(driver) == expected, timeout=60, message=lambda: digest_text(driver))
     after = [e for e in log.exchanges[before:] if "/_upload" in e.path]
-    assert [e.method for e in after if e.method in ("POST", "GET")] == ["GET"]  # asked, not started again
+    # Asked what the server has, then completed: never started again.
+    assert [(e.method, e.path.count("/")) for e in after if e.method in ("POST", "GET")] == [
+        ("GET", after[0].path.count("/")),
+        ("POST", after[0].path.count("/")),
+    ]
     sent = sorted(int(e.path.rsplit("/", 1)[1]) for e in after if e.method == "PUT")
     assert sent in ([2, 3], [3]), sent  # part 2 may have arrived just before the reload
 

@@ -184,9 +184,10 @@ export class Transfer {
     }
 
     async sendPart(part) {
-        const body = await this.slice(part).arrayBuffer();
-        const crc = crc32(body);
-        this.crcs.set(part, crc);
+        // The Blob goes, not the bytes read for the checksum: the browser streams it from the
+        // file (with progress events as it goes), and no second copy of the part stays in memory.
+        const body = this.slice(part);
+        const crc = await this.crcOf(part);
         const url = `${this.ticket.endpoint}/${this.handle}/${part}`;
         for (let attempt = 0; ; attempt++) {
             const answer = await this.request("PUT", url, body, (sent) => {
