@@ -37,6 +37,7 @@ from .settings import SettingArgs, Settings, min_free_space, settings_from, uplo
 from .store import (
     CacheLike,
     ChunkStore,
+    FileInfo,
     FileRecord,
     UploadLimits,
     default_backend,
@@ -104,6 +105,8 @@ class FileService:
         #: Counts what happens to files and hands it to the hooks (see :mod:`dfc_transform.events`).
         self.events = Events(self.settings.on_event)
         self._namespace = self.settings.namespace or ""
+        #: What this app is, recorded with its namespace (see :mod:`dfc_transform.store.namespaces`).
+        self._about: dict[str, Any] = {"module": _main_module()}
         self._store: ChunkStore | None = None
         if unwrap(backend) is not None:
             self._build_store()  # a flask_caching.Cache without its app yet is judged when it has one
@@ -142,6 +145,7 @@ class FileService:
             events=self.events,
             uploads=UploadLimits(total=total, per_session=per_session, idle=settings.upload_idle_timeout),
             min_free_space=min_free_space(settings, _disk_size(profile.disk)),
+            about=self._about,
         )
         return self._store
 
@@ -176,10 +180,18 @@ class FileService:
 
     def adopt(self, import_name: str, url_prefix: str) -> None:
         """Take the namespace of the app ``import_name`` (on the default store, unless one was given)."""
+        from flask.helpers import get_root_path  # Flask comes with Dash, whatever the server
+
+        self._about = {
+            "module": _module_name(import_name),
+            "prefix": url_prefix,
+            "directory": os.path.realpath(get_root_path(import_name)),
+        }
         namespace = app_namespace(import_name, url_prefix)
         if self._auto_namespace and self._namespace != namespace:
             self._namespace = namespace
-            self._build_store()  # again, with the namespace in every key
+        if unwrap(self.backend) is not None:
+            self._build_store()  # again, with the namespace in every key and what the app is
 
     # -- registering -----------------------------------------------------------------
 
@@ -281,13 +293,17 @@ class FileService:
             files=files, bytes=size, uploads=uploads, upload_bytes=upload_bytes, events=self.events.counts()
         )
 
-    def clear(self) -> int:
-        """Remove every file of this store (of its namespace), whatever its expiry; return how many.
+    def files(self) -> list[FileInfo]:
+        """Every file of this store (of its namespace), oldest first: its token, name, mime
+        type, size, when it was made and expires, and whether it is one-time or private."""
+        return self.store.files()
 
-        Files being written, and any the ledger lost track of, are swept from the journal too.
-        """
-        swept = self.store.sweep(force=True, now=float("inf"), grace=0, only_mine=True)
-        return swept + sum(self.store.remove(token) for token in self.store.ledger.tokens())
+    def clear(self) -> int:
+        """Remove every file of this store (of its namespace), whatever its expiry; return how
+        many (the files :meth:`files` lists). Unfinished writes and uploads go too."""
+        removed = sum(self.store.remove(f.token) for f in self.store.files())
+        self.store.sweep(force=True, now=float("inf"), grace=0, only_mine=True)
+        return removed
 
     def purge_expired(self) -> int:
         """Remove every file whose time is over, now; return how many were removed.
@@ -324,9 +340,18 @@ def app_namespace(import_name: str, url_prefix: str) -> str:
     """
     from flask.helpers import get_root_path  # Flask comes with Dash, whatever the server
 
-    module = import_name
-    if module == "__main__":
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None) or "__main__"
-        module = os.path.splitext(os.path.basename(main_file))[0]
+    module = _module_name(import_name)
     seed = f"{os.path.realpath(get_root_path(import_name))}|{module.rsplit('.', 1)[-1]}|{url_prefix}"
     return hashlib.sha256(seed.encode()).hexdigest()[:12]
+
+
+def _module_name(import_name: str) -> str:
+    """The module's name (that of its file for ``__main__``)."""
+    if import_name != "__main__":
+        return import_name
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None) or "__main__"
+    return os.path.splitext(os.path.basename(main_file))[0]
+
+
+def _main_module() -> str:
+    return _module_name("__main__")

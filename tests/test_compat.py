@@ -115,7 +115,7 @@ def _outputs_of(output: str) -> Any:
     return outputs if multi else outputs[0]
 
 
-def _companion(answer: dict[str, Any], where: str = "response") -> dict[str, Any]:
+def _companion(answer: dict[str, Any], where: str = "sideUpdate") -> dict[str, Any]:
     """The value a callback sent to its download companion store."""
     [key] = [k for k in answer.get(where, {}) if COMPANION in k]
     return dict(answer[where][key]["data"])
@@ -515,7 +515,7 @@ def test_a_file_output_on_a_download_starts_a_download_of_the_url(
     assert r.headers["Content-Disposition"].startswith("attachment;")
     assert f"filename*=UTF-8''{quote(NAME, safe='')}" in r.headers["Content-Disposition"]
     # Its companion store is in the layout, and a clientside callback listens to it.
-    companion = answer["response"].keys() - {"dl"}
+    companion = set(answer["sideUpdate"])
     assert companion <= {s["props"]["id"] for s in _components(c.layout) if s["type"] == "Store"}
     assert any(d["clientside_function"] and d["inputs"][0]["id"] in companion for d in c.deps)
 
@@ -556,12 +556,9 @@ def test_pattern_matching_downloads(pattern: str, prefixed: bool, store: Any) ->
     outs = [{"id": {"type": kind("dl"), "index": i}, "property": "data"} for i in indices]
     ins = [{"id": {"type": kind("go"), "index": i}, "property": "n_clicks", "value": 1} for i in indices]
     dep = c.dep("data")
-    outputs = _outputs_of(dep["output"])
-    if pattern == "ALL":
-        outputs[0] = outs  # the renderer sends the matching components' outputs as a list
-    else:
-        assert not isinstance(outputs, list)  # no companion output next to a MATCH one
-        outputs = outs[0]
+    # The callback's one output, as the renderer sends it (a list for ALL): no companion beside it.
+    assert "data" in dep["output"] and ".." not in dep["output"]
+    outputs: Any = outs if pattern == "ALL" else outs[0]
     body = {
         "output": dep["output"],
         "outputs": outputs,
@@ -572,8 +569,8 @@ def test_pattern_matching_downloads(pattern: str, prefixed: bool, store: Any) ->
     r = c.http.post("/_dash-update-component", json=body)
     assert r.status_code == 200, r.get_data(as_text=True)[:2000]
     answer = r.get_json()
-    # MATCH outputs must all share the pattern, so the companion gets its value by set_props there.
-    where = "response" if pattern == "ALL" else "sideUpdate"
+    # The companion is never an output: it gets its value by set_props (see dfc_transform.dash.downloads).
+    where = "sideUpdate"
     [key] = [k for k in answer[where] if COMPANION in k]
     assert key in {s["props"]["id"] for s in _components(c.layout) if s["type"] == "Store"}
     files = _companion(answer, where)["files"]
@@ -652,7 +649,7 @@ def test_companions_reach_a_layout_transformed_before_the_first_request(store: A
     app.get_layout()  # a static layout goes through the transforms once: here, before any callback
     c = Client(app)
     answer = c.fire(c.dep("dl.data"))
-    [key] = [k for k in answer["response"] if COMPANION in k]
+    [key] = [k for k in answer["sideUpdate"] if COMPANION in k]
     assert key in {s["props"]["id"] for s in _components(c.layout) if s["type"] == "Store"}
 
 
@@ -694,7 +691,7 @@ def test_a_download_from_a_background_callback(target: str, tmp_path: Path, stor
         time.sleep(0.05)
     assert side["go"] == {"title": "set in the job"}  # the app's own set_props is kept
     if target == "dl.data":
-        url = _companion(answer)["files"][0]["url"]
+        url = _companion({"sideUpdate": side})["files"][0]["url"]
     else:
         url = answer["response"]["store"]["data"]
     assert c.get(url).data == b"made in the job"

@@ -47,13 +47,8 @@ class Plan:
     #: objects themselves, whose ids transforms may still change in place); ``None`` when
     #: it has no ``FileOutput`` (the wrapper only checks ``set_props``).
     spec: Any
-    #: ``True`` when dash-extensions registers the one-element output list as one output.
-    single: bool = False
-    #: The companion store of a callback with ``FileOutput``s on ``data`` (see :mod:`.download`).
+    #: The companion store of a callback with ``FileOutput``s on ``data`` (see :mod:`.downloads`).
     companion: str | None = None
-    #: Where the companion's value goes in the returned value (an index, or the key of a
-    #: dict-style output); ``None``: it goes through ``dash.set_props`` instead.
-    companion_key: int | str | None = None
     #: The transform that made the wrapper: the one used when the app cannot be told.
     owner: Any = None
 
@@ -109,12 +104,15 @@ def has_wildcard(output: Output, *wildcards: Any) -> bool:
 
 def concrete_ids(output: Output) -> list[Any]:
     """The ids this callback run updates for ``output``: its own id, or for a pattern the
-    ids Dash resolved (``dash.ctx.outputs_grouping``), matched by pattern and property."""
+    ids Dash resolved (``dash.ctx.outputs_list``), matched by pattern and property.
+
+    Not ``outputs_grouping``: for a callback whose one output is an ``ALL`` pattern, Dash
+    gives there only the first matching component."""
     if not has_wildcard(output):
         return [output.component_id]
     pattern: dict[str, Any] = output.component_id  # type: ignore[assignment]
     found = []
-    for leaf in _leaves(dash.callback_context.outputs_grouping):
+    for leaf in _leaves(dash.callback_context.outputs_list):
         ident = leaf.get("id")
         if (
             str(leaf.get("property", "")).split("@", 1)[0] == output.component_property

@@ -3,11 +3,21 @@
 ``dcc.Download`` takes ``{filename, content, base64, type}`` and always builds a
 Blob from ``content``: it cannot download a URL. So the file does not go to the
 Download at all. Its position gets ``no_update``, and the URL and the file's name
-go to a hidden ``dcc.Store`` of the callback's own (its *companion*), added to the
-layout by the transform. A clientside callback on that store clicks a hidden
-``<a href=URL download=NAME>``: the browser fetches the served URL (``attachment``,
-RFC 5987 ``filename*``) and saves it under the file's exact name. The callback's
-JSON carries a URL, whatever the file's size.
+go, by ``dash.set_props``, to a hidden ``dcc.Store`` of the callback's own (its
+*companion*). A clientside callback on that store clicks a hidden ``<a href=URL
+download=NAME>``: the browser fetches the served URL (``attachment``, RFC 5987
+``filename*``) and saves it under the file's exact name. The callback's JSON carries
+a URL, whatever the file's size.
+
+Nothing changes until a file can be made: an app with no ``FileOutput`` on a ``data``
+prop gets no companion, and its layout is served as it is. Where companions are needed,
+a ``dash.hooks.layout`` hook (registered when the first companion is made, after every
+transform has had the layout) serves ``[the app's layout, a hidden Div of companions]``:
+the app's own components are never touched. The companion is never an *output* of the callback: Dash
+fires a callback whose output already exists when its inputs are inserted (a tab, a
+page, a pattern-matching row), whatever ``prevent_initial_call`` says; through
+``set_props`` the callback's outputs are the app's own, and it fires exactly as the
+same callback with ``dcc.send_*`` would: once per click.
 
 Which ``data`` outputs are Downloads? The rule, in this order:
 
@@ -104,7 +114,6 @@ class Downloads:
         self._companions: dict[str, None] = {}  # an ordered set
         self._unregistered: list[str] = []
         self._inputs: dict[str, Any] = {}
-        self._holder: Any = None
         self._known: dict[str, bool] = {}
         self._latest_root: Any = None
         self._walked: Any = None
@@ -119,10 +128,6 @@ class Downloads:
             return
         self._companions[store_id] = None
         self._unregistered.append(store_id)
-        if self._holder is not None:
-            # A static layout already went through transform_layout (``app.get_layout()``
-            # before the first request): it is transformed only once, so add to it here.
-            self._holder.children = self._stores()
 
     def take_clientside_callbacks(self) -> list[Any]:
         """The clientside callbacks of the companions added since the last call."""
@@ -135,31 +140,20 @@ class Downloads:
         self._unregistered = []
         return callbacks
 
-    def add_to_layout(self, layout: Any) -> None:
-        """Put the companion stores in ``layout`` (in place) and remember it for :meth:`kind`."""
+    def remember(self, layout: Any) -> None:
+        """Note the app's layout, where :meth:`kind` looks components up."""
         self._latest_root = layout
-        holder = html.Div(self._stores(), style={"display": "none"})
-        if isinstance(layout, list):
-            layout.append(holder)
-        elif isinstance(layout, Component) and "children" in getattr(layout, "_prop_names", ()):
-            children = getattr(layout, "children", None)
-            if children is None:
-                children = []
-            elif not isinstance(children, list):
-                children = list(children) if isinstance(children, tuple) else [children]
-            layout.children = [*children, holder]
-        else:
-            if self._companions:
-                logger.warning(
-                    "the layout's root (%s) has no children: downloads from a button (a FileOutput on "
-                    "a dcc.Download) need it to hold their hidden stores; wrap the layout in html.Div",
-                    type(layout).__name__,
-                )
-            return
-        self._holder = holder
 
-    def _stores(self) -> list[Any]:
-        return [dcc.Store(id=store_id, storage_type="memory") for store_id in self._companions]
+    def serve(self, layout: Any) -> Any:
+        """The layout to serve: ``layout`` itself without companions, else ``[layout, companions]``
+        (a new list; ``layout`` is not changed)."""
+        if not self._companions:
+            return layout
+        # By the ids their clientside callbacks listen to: transforms (PrefixIdTransform) may
+        # have changed those, and ran on the app's layout before this.
+        stores = [dcc.Store(id=self.store_id(c), storage_type="memory") for c in self._companions]
+        holder = html.Div(stores, style={"display": "none"})
+        return [*layout, holder] if isinstance(layout, (list, tuple)) else [layout, holder]
 
     # -- at run time ---------------------------------------------------------------
 

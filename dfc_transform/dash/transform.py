@@ -20,7 +20,6 @@ import warnings
 from typing import Any, Unpack
 
 import dash
-from dash import MATCH, Output
 from dash_extensions.enrich import DashTransform
 from flask import Flask, has_request_context, request
 from flask import Response as FlaskResponse
@@ -39,7 +38,6 @@ from .callbacks import (
     Plan,
     check_set_props,
     concrete_ids,
-    has_wildcard,
     name_of,
     outputs_of,
     snapshot,
@@ -155,6 +153,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
                         self.service.uses_private = True  # pages then give browsers a session
             if plan.companion is not None:
                 self._downloads.add_companion(plan.companion)
+                _serve_companions()
         return callbacks
 
     def _service_now(self) -> FileService:
@@ -162,7 +161,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         return (_transform_of(apps.current_app()) or self).service
 
     def _plan(self, callback: Any) -> Plan:
-        """Decide what the wrapper of ``callback`` does, and add its companion output."""
+        """Decide what the wrapper of ``callback`` does, and name its download companion."""
         name = name_of(callback.f)
         structure = callback.outputs.structure
         # dash-extensions registers a one-element list as a single output.
@@ -181,16 +180,10 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             warnings.warn(message, RuntimeWarning, stacklevel=3)
         self._check_result_cache(callback, name)
         if not any(o.component_property == DOWNLOAD_PROPERTY for o in files):
-            return Plan(name, spec, single, owner=self)
-        outputs = list(callback.outputs)
-        companion = companion_id(name, outputs, list(callback.inputs))
-        if any(has_wildcard(o, MATCH) for o in outputs):
-            # Dash wants MATCH in every output of such a callback: the companion gets its
-            # value by set_props (safe here: a MATCH callback cannot be a background one,
-            # whose set_props keeps only the last call's).
-            return Plan(name, spec, single, companion, None, owner=self)
-        key = callback.outputs.append(Output(companion, "data"))
-        return Plan(name, spec, single, companion, key, owner=self)
+            return Plan(name, spec, owner=self)
+        # The companion gets its value by set_props, never as an output: see .downloads.
+        companion = companion_id(name, list(callback.outputs), list(callback.inputs))
+        return Plan(name, spec, companion, owner=self)
 
     def _check_result_cache(self, callback: Any, name: str) -> None:
         """Warn when a background manager caches results (URLs) longer than files live."""
@@ -210,8 +203,10 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         logger.warning(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
-    def transform_layout(self, layout: Any) -> None:
-        self._downloads.add_to_layout(layout)
+    def layout(self, layout: Any, layout_is_function: bool) -> Any:
+        # Served as it is: the download companions go beside it, by a layout hook (see .downloads).
+        self._downloads.remember(layout)
+        return layout
 
     # -- run time ------------------------------------------------------------------
 
@@ -230,22 +225,9 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             )
         files: list[dict[str, Any]] = []
         converted = self._convert(result, plan.spec, plan, files)
-        if plan.companion is None:
-            return converted
-        if plan.companion_key is None:
-            if files:
-                dash.set_props(self._downloads.store_id(plan.companion), {"data": payload(files)})
-            return converted
-        value = payload(files) if files else dash.no_update
-        if plan.single:
-            return [converted, value]
-        if isinstance(result, _NO_UPDATE):  # no_update for all the outputs at once
-            return result
-        if isinstance(plan.companion_key, str) and isinstance(converted, dict):
-            return {**converted, plan.companion_key: value}
-        if isinstance(converted, (list, tuple)):
-            return [*converted, value]
-        return converted  # a shape Dash itself will reject, with its own message
+        if plan.companion is not None and files:
+            dash.set_props(self._downloads.store_id(plan.companion), {"data": payload(files)})
+        return converted
 
     def _convert(self, value: Any, spec: Any, plan: Plan, files: list[dict[str, Any]]) -> Any:
         """Replace files by URLs along the output structure ``spec``."""
@@ -327,6 +309,27 @@ def _warn_on_unshared_secret(app: dash.Dash) -> None:
         )
         logger.warning(message)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+_COMPANION_HOOK: list[bool] = []
+
+
+def _serve_companions() -> None:
+    """Put the download companions beside the layouts of the apps that have some: a layout
+    hook, registered once, when the first is made (an app without a transform, or without
+    downloads, is served its layout as it is)."""
+    if _COMPANION_HOOK:
+        return
+    _COMPANION_HOOK.append(True)
+
+    @dash.hooks.layout()
+    def with_companions(layout: Any) -> Any:
+        try:
+            app = dash.get_app()  # get_layout runs in its app's context: the right app of several
+        except Exception:
+            return layout
+        transform = _transform_of(app)
+        return layout if transform is None else transform._downloads.serve(layout)
 
 
 def _transform_of(app: Any) -> FileServeTransform | None:

@@ -8,6 +8,7 @@
 - :mod:`.parts`: files written in parts (uploads), inside their limits;
 - :mod:`.claims`: one-time files, claimed once;
 - :mod:`.lifecycle`: removal, expiry and eviction;
+- :mod:`.listing`: the files a store holds;
 - :mod:`.ledger`: sizes and ages of every file and upload, the byte budget;
 - :mod:`.expiry`: the journal that removes expired files from backends that do not.
 """
@@ -24,6 +25,7 @@ from .backends import (
     warn_on_count_pruning,
 )
 from .chunkstore import ChunkStore
+from .listing import FileInfo
 from .parts import UploadLimits, Uploads
 from .reader import ChunkReader
 from .records import TOKEN_BYTES, FileRecord, content_token, is_token, new_token
@@ -33,6 +35,7 @@ __all__ = [
     "CacheLike",
     "ChunkReader",
     "ChunkStore",
+    "FileInfo",
     "FileRecord",
     "Profile",
     "UploadLimits",

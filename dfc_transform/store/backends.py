@@ -73,6 +73,8 @@ class Profile:
     lock_dir: Path | None = None
     #: Where the data lies on this host's disk (its free space is watched); ``None``: elsewhere.
     disk: Path | None = None
+    #: A memcached server: it reports being down as a miss, never as an error.
+    memcached: bool = False
 
 
 def default_cache_dir() -> Path:
@@ -168,7 +170,24 @@ def profile_of(backend: Any, *, chunk_size: int | None = None) -> Profile:
             journal=MemoryJournal(grace=GRACE),
         )
     # Redis, Valkey, memcached and any other shared cache: it expires keys itself.
-    return Profile(name=name, chunk_size=size, per_process=False, host_local=False, expiry="native")
+    if memcached:
+        name = _memcached_name(backend)
+    return Profile(
+        name=name, chunk_size=size, per_process=False, host_local=False, expiry="native", memcached=memcached
+    )
+
+
+def _memcached_name(backend: Any) -> str:
+    """``MemcachedCache (memcached at 127.0.0.1:11211)``: a memcached client reports a server
+    that is down as a miss, so messages must say which server to look at. cachelib names its
+    servers nowhere public: they are read from its client, for this message only."""
+    name = type(backend).__name__
+    servers = getattr(getattr(backend, "_client", None), "servers", None)
+    try:
+        where = ", ".join(str(s).removeprefix("inet:") for s in servers or ())
+    except TypeError:
+        where = ""
+    return f"{name} (memcached at {where})" if where else name
 
 
 # A SimpleCache always prunes by count (it reads 0 as 500); past this many items (100 GB of

@@ -34,8 +34,10 @@ from .claims import Claims
 from .keys import Keys
 from .ledger import Ledger
 from .lifecycle import Lifecycle
+from .listing import FileInfo, list_files
+from .namespaces import announce
 from .parts import UploadLimits, Uploads
-from .records import FileRecord, content_token, new_token, read_record, write_record
+from .records import FileRecord, content_token, entry_of, new_token, read_record, write_record
 
 __all__ = ["INLINE_MAX", "ChunkStore"]
 
@@ -56,6 +58,7 @@ class ChunkStore:
     :param max_total_size: the byte budget of the whole store; ``None`` for none.
     :param uploads: the limits on unfinished uploads; ``None``: none but the budget's.
     :param min_free_space: on this host's disk, leave at least this many bytes free.
+    :param about: what the namespace is, recorded with its first file (see :mod:`.namespaces`).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class ChunkStore:
         events: Events | None = None,
         uploads: UploadLimits | None = None,
         min_free_space: int = 0,
+        about: dict[str, Any] | None = None,
     ) -> None:
         if profile.chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {profile.chunk_size}")
@@ -87,6 +91,8 @@ class ChunkStore:
             lock_dir=profile.lock_dir,
             in_process=profile.per_process,
             budget=max_total_size,
+            # Where no journal knows every file (Redis, memcached), the ledger lists them.
+            listing=profile.journal is None,
         )
         self._settings = (max_total_size, uploads, min_free_space)
         self.lifecycle = Lifecycle(
@@ -102,6 +108,9 @@ class ChunkStore:
             uploads or UploadLimits(total=_UNLIMITED, per_session=_UNLIMITED, idle=600),
         )
         self._hmac_key: bytes | None = None
+        #: What the namespace is (the app's module, URL prefix, directory), recorded with the
+        #: first file this store object writes (see :mod:`.namespaces`).
+        self.about = about
 
     @property
     def namespace(self) -> str:
@@ -242,12 +251,13 @@ class ChunkStore:
         if record.inline is not None and self.ledger.budget is not None:
             self.ledger.reserve(storage, record.size, self.lifecycle.evict)
         write_record(keys, record)
-        self.ledger.commit(
-            storage, record.token, record.size, record.created, record.expires, self.lifecycle.evict
-        )
+        self.ledger.commit(storage, record.token, entry_of(record), self.lifecycle.evict)
         self.events.emit("registered", token=record.token, filename=record.filename, size=record.size)
         if self.journal is not None:
             self.journal.start_sweeper(self.sweep)
+        if self.about is not None:
+            announce(self.keys, self.about)
+            self.about = None
         return record
 
     def renew(self, token: str, wanted: FileRecord) -> FileRecord | None:
@@ -368,6 +378,10 @@ class ChunkStore:
                 f"({record.filename!r}) is missing from the {self.backend_name}"
             )
         return data
+
+    def files(self) -> list[FileInfo]:
+        """Every file of this namespace, oldest first (see :mod:`.listing`)."""
+        return list_files(self.ledger, self.profile.journal, self.keys)
 
     # -- one-time files, removal, expiry (see .claims and .lifecycle) -------------------
 

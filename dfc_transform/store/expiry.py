@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 __all__ = ["DirectoryJournal", "ExpiryJournal", "MemoryJournal"]
@@ -35,6 +35,8 @@ BUCKET_SECONDS = 60
 SWEEP_INTERVAL = 30
 #: A transfer that started just before its file expired has this long to finish.
 GRACE = 30
+#: Where files that never expire are noted (a bucket no sweep reaches: the year 36812).
+NEVER = float(2**40)
 #: A backend's temp file unchanged for this long was left by a write that failed or was
 #: killed: a write puts one chunk (1 MiB at most) and renames it, in milliseconds.
 STALE_TEMP_AGE = 5
@@ -72,9 +74,18 @@ class ExpiryJournal:
 
         threading.Thread(target=loop, name="dfc_transform-sweeper", daemon=True).start()
 
-    def note(self, name: str, expires: float) -> None:
-        """Remember that the file ``name`` expires at ``expires`` (Unix time)."""
-        self._append(int(expires // BUCKET_SECONDS), f"{name} {expires:.3f}")
+    def note(self, name: str, expires: float | None) -> None:
+        """Remember that the file ``name`` expires at ``expires`` (Unix time; ``None``: never,
+        noted all the same, so that the journal lists every file)."""
+        when = NEVER if expires is None else expires
+        self._append(int(when // BUCKET_SECONDS), f"{name} {when:.3f}")
+
+    def names(self) -> Iterator[tuple[str, float]]:
+        """Every entry noted, ``(name, expires)``, without taking any (for listing files)."""
+        for bucket in self._buckets():
+            for entry in self._peek(bucket):
+                name, _, expires = entry.partition(" ")
+                yield name, _float(expires, default=(bucket + 1) * BUCKET_SECONDS)
 
     def sweep_due(
         self,
@@ -130,6 +141,10 @@ class ExpiryJournal:
         """Remove a bucket and return its entries; only one caller gets them."""
         raise NotImplementedError
 
+    def _peek(self, bucket: int) -> Iterable[str]:
+        """A bucket's entries, left where they are."""
+        raise NotImplementedError
+
 
 def _float(text: str, *, default: float) -> float:
     """An entry's expiry; entries of the first round have none: their bucket's end is theirs."""
@@ -157,6 +172,10 @@ class MemoryJournal(ExpiryJournal):
     def _take(self, bucket: int) -> Iterable[str]:
         with self._lock:
             return self._data.pop(bucket, [])
+
+    def _peek(self, bucket: int) -> Iterable[str]:
+        with self._lock:
+            return list(self._data.get(bucket, []))
 
 
 class DirectoryJournal(ExpiryJournal):
@@ -223,3 +242,9 @@ class DirectoryJournal(ExpiryJournal):
             return claimed.read_text("ascii").splitlines()
         finally:
             claimed.unlink()
+
+    def _peek(self, bucket: int) -> Iterable[str]:
+        try:
+            return (self.directory / f"{bucket}.tokens").read_text("ascii", "replace").splitlines()
+        except FileNotFoundError:
+            return []

@@ -80,6 +80,8 @@ class Keys:
         """Write ``value``; a refusal (disk full, item too large, out of memory) is an error."""
         self.check_room(len(value))
         if not self.call(self.backend.set, key, value, timeout):
+            if self.profile.memcached:
+                raise BackendUnavailableError(self.unreachable())
             raise BackendUnavailableError(
                 f"the {self.profile.name} refused to store {key!r} (disk full, item too large "
                 "or server out of memory?)"
@@ -98,12 +100,20 @@ class Keys:
         key = self.prefix + name
         self.add(key, secrets.token_bytes(32), 0)
         stored = self.get(key)
+        if stored is None and self.profile.memcached:
+            raise BackendUnavailableError(self.unreachable())
         if not isinstance(stored, bytes) or len(stored) != 32:
             raise BackendUnavailableError(
                 f"the {self.profile.name} did not keep the key {key!r} it was given: it cannot be "
                 "written, or another program changes it"
             )
         return stored
+
+    def unreachable(self) -> str:
+        return (
+            f"the {self.profile.name} cannot be reached: its memcached server does not answer (is it "
+            "running, and are the servers given to MemcachedCache(...) right?)"
+        )
 
     def call(self, method: Callable[..., T], *args: Any) -> T:
         try:

@@ -64,6 +64,8 @@ class Ledger:
     :param lock_dir: a directory of this host for a lock file; ``None`` locks through the
         backend (or with a thread lock when ``in_process``).
     :param budget: the most bytes the store may hold; ``None`` for no limit.
+    :param listing: list files one by one even without a budget (where no expiry journal
+        knows them: Redis, memcached), for :meth:`entries`.
     """
 
     def __init__(
@@ -74,16 +76,18 @@ class Ledger:
         lock_dir: Path | None,
         in_process: bool,
         budget: int | None,
+        listing: bool = False,
     ) -> None:
         self.backend = backend
         self.key = key
         self.budget = budget
-        #: Files are listed one by one only where they may have to be evicted.
-        self.lists_files = budget is not None
+        #: Files are listed one by one where they may have to be evicted, or where asked to.
+        #: A file's entry is ``[size, created, expires, *details]`` (see :func:`.records.entry_of`).
+        self.lists_files = budget is not None or listing
         self._lock_path = lock_dir / f"{key.replace(':', '_')}.lock" if lock_dir is not None else None
         self._thread_lock = threading.Lock() if in_process else None
-        # Changes not yet written, per bucket: [bytes, files, last expiry]; see flush().
-        self._pending: dict[int, list[Any]] = {}
+        # Changes not yet written, per bucket; see _later() and flush().
+        self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
         self._flusher_pid: int | None = None
 
@@ -100,11 +104,15 @@ class Ledger:
         """The head as it is now, without the lock (for reports)."""
         return Head(self._get(self.key))
 
-    def tokens(self) -> list[str]:
-        """The tokens of every file entered (expired ones too, until their bucket goes);
-        known only with a budget (see :attr:`lists_files`)."""
+    def entries(self) -> dict[str, list[Any]]:
+        """Every file entered, by token (expired ones too, until their bucket goes); known
+        only where the ledger lists files (see :attr:`lists_files`)."""
+        self.flush()
         head = self.read()
-        return [token for bucket in head.buckets for token in self._bucket(bucket)]
+        found: dict[str, list[Any]] = {}
+        for bucket in sorted(head.buckets):
+            found.update(self._bucket(bucket))
+        return found
 
     # -- writing ----------------------------------------------------------------------
 
@@ -139,31 +147,30 @@ class Ledger:
             head.reserved[storage] = held
             self.make_room(head, evict)
 
-    def commit(
-        self, storage: str, token: str, size: int, created: float, expires: float | None, evict: Evict
-    ) -> None:
-        """Enter the stored file ``token``, in place of the reservation of ``storage``."""
-        if not self.lists_files:
-            self._later(_bucket_of(created), size, 1, expires)
+    def commit(self, storage: str, token: str, entry: list[Any], evict: Evict) -> None:
+        """Enter the stored file ``token`` (its ``entry``), in place of the reservation of ``storage``."""
+        size, created, expires = entry[0], entry[1], entry[2]
+        if self.budget is None:
+            self._later(_bucket_of(created), size, 1, expires, add=(token, entry))
             return
         with self.locked() as head:
             head.reserved.pop(storage, None)
-            self.enter(head, token, size, created, expires)
+            self.enter(head, token, entry)
             self.make_room(head, evict, keep=token)
 
-    def enter(self, head: Head, token: str, size: int, created: float, expires: float | None) -> None:
+    def enter(self, head: Head, token: str, entry: list[Any]) -> None:
         """Enter a stored file in a head held under :meth:`locked`."""
-        bucket_id = _bucket_of(created)
-        head.add(bucket_id, size, expires)
+        bucket_id = _bucket_of(entry[1])
+        head.add(bucket_id, entry[0], entry[2])
         if self.lists_files:
             bucket = self._bucket(bucket_id)
-            bucket[token] = [size, created, expires]
+            bucket[token] = entry
             self._put_bucket(bucket_id, bucket)
 
     def renew(self, token: str, created: float, expires: float | None) -> None:
         """Push back the expiry of ``token`` (the same content registered again)."""
-        if not self.lists_files:
-            self._later(_bucket_of(created), 0, 0, expires)
+        if self.budget is None:
+            self._later(_bucket_of(created), 0, 0, expires, renew=(token, expires))
             return
         with self.locked() as head:
             bucket_id = _bucket_of(created)
@@ -175,8 +182,8 @@ class Ledger:
 
     def drop(self, token: str, created: float, size: int) -> None:
         """Forget a file (removed, consumed, swept) of ``size`` bytes."""
-        if not self.lists_files:
-            self._later(_bucket_of(created), -size, -1, None)
+        if self.budget is None:
+            self._later(_bucket_of(created), -size, -1, None, remove=token)
             return
         with self.locked() as head:
             bucket_id = _bucket_of(created)
@@ -200,22 +207,36 @@ class Ledger:
             return
         try:
             with self.locked() as head:
-                for bucket_id, (nbytes, files, expires) in pending.items():
-                    head.merge(bucket_id, nbytes, files, expires)
+                for bucket_id, change in pending.items():
+                    head.merge(bucket_id, change.nbytes, change.files, change.expires)
+                    if self.lists_files and change.listed():
+                        bucket = self._bucket(bucket_id)
+                        change.apply(bucket)
+                        self._put_bucket(bucket_id, bucket)
         except BaseException:
-            for bucket_id, (nbytes, files, expires) in pending.items():  # they wait for the next round
-                self._later(bucket_id, nbytes, files, expires)
+            with self._pending_lock:  # they wait for the next round
+                for bucket_id, change in pending.items():
+                    self._pending.setdefault(bucket_id, _Pending()).absorb(change)
             raise
 
-    def _later(self, bucket_id: int, nbytes: int, files: int, expires: float | None) -> None:
+    def _later(
+        self,
+        bucket_id: int,
+        nbytes: int,
+        files: int,
+        expires: float | None,
+        *,
+        add: tuple[str, list[Any]] | None = None,
+        renew: tuple[str, float | None] | None = None,
+        remove: str | None = None,
+    ) -> None:
         if self._flusher_pid != os.getpid():
             self._start_flusher()
         with self._pending_lock:
-            entry = self._pending.setdefault(bucket_id, [0, 0, None])
-            entry[0] += nbytes
-            entry[1] += files
-            if expires is not None:
-                entry[2] = expires if entry[2] is None else max(entry[2], expires)
+            change = self._pending.setdefault(bucket_id, _Pending())
+            change.count(nbytes, files, expires)
+            if self.lists_files:
+                change.note(add, renew, remove)
 
     def _start_flusher(self) -> None:
         """A daemon thread of this process writes the gathered changes once a second."""
@@ -343,6 +364,58 @@ class Ledger:
             finally:
                 with contextlib.suppress(Exception):
                     self.backend.delete(lock_key)
+
+
+class _Pending:
+    """A bucket's changes gathered in this process, not yet written."""
+
+    def __init__(self) -> None:
+        self.nbytes = 0
+        self.files = 0
+        self.expires: float | None = None
+        self.added: dict[str, list[Any]] = {}
+        self.renewed: dict[str, float | None] = {}
+        self.removed: set[str] = set()
+
+    def count(self, nbytes: int, files: int, expires: float | None) -> None:
+        self.nbytes += nbytes
+        self.files += files
+        if expires is not None:
+            self.expires = expires if self.expires is None else max(self.expires, expires)
+
+    def note(
+        self, add: tuple[str, list[Any]] | None, renew: tuple[str, float | None] | None, remove: str | None
+    ) -> None:
+        if add is not None:
+            self.added[add[0]] = add[1]
+            self.removed.discard(add[0])
+        if renew is not None:
+            self.renewed[renew[0]] = renew[1]
+        if remove is not None:
+            self.added.pop(remove, None)
+            self.removed.add(remove)
+
+    def listed(self) -> bool:
+        return bool(self.added or self.renewed or self.removed)
+
+    def apply(self, bucket: dict[str, list[Any]]) -> None:
+        """Apply the listing changes to a bucket's files."""
+        bucket.update(self.added)
+        for token, expires in self.renewed.items():
+            if token in bucket:
+                bucket[token][2] = expires
+        for token in self.removed:
+            bucket.pop(token, None)
+
+    def absorb(self, other: _Pending) -> None:
+        """Take ``other``'s changes (made before this one's) back in."""
+        self.count(other.nbytes, other.files, other.expires)
+        for token, entry in other.added.items():
+            if token not in self.removed:
+                self.added.setdefault(token, entry)
+        for token, expires in other.renewed.items():
+            self.renewed.setdefault(token, expires)
+        self.removed |= other.removed - set(self.added)
 
 
 class Head:

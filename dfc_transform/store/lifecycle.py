@@ -196,7 +196,8 @@ class Lifecycle:
         return int(self.journal.sweep_due(purge, now=now, force=force, grace=grace))
 
     def purge_entry(self, name: str, expires: float) -> bool:
-        """Purge a journal entry that expired at ``expires``.
+        """Purge a journal entry that expired at ``expires``; ``True`` if a stored file went
+        (not for what unfinished writes or uploads left, nor a file renewed since).
 
         An entry is ``<namespace>/<storage>/<token>``, or ``<namespace>/<storage>`` when the
         token was not known before writing (an upload, a stream): then ``<storage>:t`` names
@@ -222,18 +223,19 @@ class Lifecycle:
             if not record.consumed:  # a consumed file left the ledger then
                 self.ledger.drop(token, record.created, record.size)
             self.events.emit("removed", token=token, filename=record.filename, detail="expired")
-        else:
-            # An unfinished write or upload, or a copy that lost to the same content.
-            self.purge_storage(storage)
-            if record is None:
-                self.ledger.release(storage)  # an unfinished write's reservation
-                self.forget_upload(storage)
+            keys.delete(keys.key(storage, "t"))
+            return True
+        # An unfinished write or upload, or a copy that lost to the same content.
+        self.purge_storage(storage)
+        if record is None:
+            self.ledger.release(storage)  # an unfinished write's reservation
+            self.forget_upload(storage)
         keys.delete(keys.key(storage, "t"))
-        return True
+        return False
 
     def note(self, storage: str, expires: float | None, token: str = "") -> None:
-        """Note ``storage`` (and its token, once known) in the journal for ``expires``."""
-        if self.journal is not None and expires is not None:
+        """Note ``storage`` (and its token, once known) in the journal for ``expires`` (``None``: never)."""
+        if self.journal is not None:
             name = f"{self.namespace}/{storage}/{token}" if token else f"{self.namespace}/{storage}"
             self.journal.note(name, expires)
 

@@ -35,7 +35,7 @@ from ..units import human_size
 from .keys import Keys
 from .ledger import Evict, Head, Ledger
 from .lifecycle import Lifecycle
-from .records import FileRecord, read_record, write_record
+from .records import FileRecord, entry_of, read_record, write_record
 
 __all__ = ["UploadLimits", "Uploads"]
 
@@ -283,7 +283,7 @@ class Uploads:
             in_flight = {int(a) for a in entry["a"]}
             losers = [a for a in range(int(entry["n"])) if a not in in_flight and a not in set(winners)]
             del head.uploads[storage]
-            self.ledger.enter(head, record.token, record.size, record.created, record.expires)
+            self.ledger.enter(head, record.token, entry_of(record))
             self.ledger.make_room(head, evict, keep=record.token)
         for attempt in losers:
             self.lifecycle.purge_chunks(f"{storage}.{attempt}", None)

@@ -24,6 +24,7 @@ __all__ = [
     "FileRecord",
     "content_token",
     "dump_record",
+    "entry_of",
     "is_token",
     "load_record",
     "new_token",
@@ -166,3 +167,10 @@ def read_record(keys: Keys, token: str) -> FileRecord | None:
 
 def write_record(keys: Keys, record: FileRecord) -> None:
     keys.set(keys.key(record.token, "m"), dump_record(record), keys.record_timeout)
+
+
+def entry_of(record: FileRecord) -> list[Any]:
+    """A file's entry in the ledger: ``[size, created, expires, filename, mime_type, flags]``,
+    the flags ``"o"`` for one-time and ``"p"`` for private."""
+    flags = ("o" if record.one_time else "") + ("p" if record.owner is not None else "")
+    return [record.size, record.created, record.expires, record.filename, record.mime_type, flags]
