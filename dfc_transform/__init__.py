@@ -3,13 +3,17 @@
 >>> from dash_extensions.enrich import DashProxy
 >>> from dfc_transform import FileServeTransform, FileOutput
 >>> app = DashProxy(transforms=[FileServeTransform()])
+
+Importing the package changes no app: a transform is attached to its app only (see
+:mod:`dfc_transform.dash.install`), and the ``Upload`` component (whose class, once made,
+puts its script on every Dash page of the process) is made when it is first asked for.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from .dash.component import Upload, _js_dist  # noqa: F401 - Dash serves the component's bundle from _js_dist
 from .dash.inputs import FileInput, FileState
 from .dash.output import FileOutput
 from .dash.transform import FileServeTransform
@@ -17,6 +21,9 @@ from .dash.uploaded import UploadedFile
 from .exc import FileServeError
 from .service import FileService
 from .values import File, register_converter
+
+if TYPE_CHECKING:
+    from .dash.component import Upload
 
 try:
     __version__ = version("dfc-transform")
@@ -36,3 +43,12 @@ __all__ = [
     "__version__",
     "register_converter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Dash serves a component library's scripts from its package's _js_dist.
+    if name in ("Upload", "_js_dist"):
+        from .dash import component
+
+        return getattr(component, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,7 +50,6 @@ from pydantic import BaseModel
 
 from dfc_transform import File, FileOutput, FileServeError, FileServeTransform
 
-COMPANION = "_dfc_transform-download-"
 NAME = "Überblick \u2013 données 報告.csv"  # an en dash, accents, CJK and spaces
 
 
@@ -115,10 +114,14 @@ def _outputs_of(output: str) -> Any:
     return outputs if multi else outputs[0]
 
 
-def _companion(answer: dict[str, Any], where: str = "sideUpdate") -> dict[str, Any]:
-    """The value a callback sent to its download companion store."""
-    [key] = [k for k in answer.get(where, {}) if COMPANION in k]
-    return dict(answer[where][key]["data"])
+def _download_url(answer: dict[str, Any], ident: Any = "dl") -> str:
+    """The URL a callback gave a Download (the page's script then saves it: see
+    dfc_transform.dash.downloads); the Download is the callback's own output, nothing else is."""
+    key = ident if isinstance(ident, str) else json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    url = answer["response"][key]["data"]
+    assert isinstance(url, str) and "/_dash-files/" in url, url
+    assert not answer.get("sideUpdate"), answer  # no hidden component was set
+    return url
 
 
 @pytest.fixture
@@ -254,10 +257,9 @@ def test_with_every_dash_extensions_transform(
     answer = c.fire(c.dep(target, input_id="go"))
     response = answer["response"]
     if shape == "download":
-        assert pid("dl") not in response  # the Download itself is left alone
-        [file] = _companion(answer)["files"]
-        assert file["id"] == pid("dl") and file["filename"] == NAME and file["download"] is True
-        r = c.get(file["url"])
+        url = _download_url(answer, pid("dl"))
+        assert url.endswith("/" + quote(NAME, safe=""))
+        r = c.get(url + "?download=1")  # as the page's script fetches it
         assert r.headers["Content-Disposition"].startswith("attachment")
     else:
         r = c.get(response[pid("img")]["src"])
@@ -305,7 +307,7 @@ def test_a_global_callback_stores_and_serves_through_each_apps_transform(
     urls = []
     for i, c in enumerate(clients):
         answer = c.fire(c.dep(target), values={"go.n_clicks": i})
-        url = _companion(answer)["files"][0]["url"] if prop == "data" else answer["response"]["img"]["src"]
+        url = _download_url(answer) if prop == "data" else answer["response"]["img"]["src"]
         assert url.startswith(f"/app{i}/_dash-files/"), url
         assert c.get(url).data == f"clicked {i}".encode()
         urls.append(url)
@@ -315,20 +317,15 @@ def test_a_global_callback_stores_and_serves_through_each_apps_transform(
         assert c.get(other).status_code == 404
 
 
-@pytest.mark.parametrize("first_request", ["_dash-layout", "_dash-dependencies", ""])
-def test_one_transform_given_to_two_apps_is_refused(first_request: str, store: Any) -> None:
+def test_one_transform_given_to_two_apps_is_refused_as_the_second_is_made(store: Any) -> None:
     transform = FileServeTransform(store)
-    apps = []
-    for i in range(2):
-        app = DashProxy(__name__, transforms=[transform], url_base_pathname=f"/app{i}/")
-        app.layout = html.Div([html.Button(id="go"), html.Img(id="img")])
-        app.callback(FileOutput("img", "src"), Input("go", "n_clicks"))(lambda n: b"x")
-        apps.append(app)
-    Client(apps[0], "/app0/")
-    apps[1].server.testing = True  # the error reaches the test rather than a 500 page
-    with pytest.raises(FileServeError, match="give each DashProxy its own FileServeTransform"):
-        apps[1].server.test_client().get("/app1/" + first_request)
-    assert apps[0].server.test_client().get("/app0/_dash-layout").status_code == 200
+    first = DashProxy(__name__, transforms=[transform], url_base_pathname="/app0/")
+    first.layout = html.Div([html.Button(id="go"), html.Img(id="img")])
+    first.callback(FileOutput("img", "src"), Input("go", "n_clicks"))(lambda n: b"x")
+    with pytest.raises(FileServeError, match="give each app its own FileServeTransform"):
+        DashProxy(__name__, transforms=[transform], url_base_pathname="/app1/")
+    c = Client(first, "/app0/")
+    assert c.get(c.fire(c.dep("img.src"))["response"]["img"]["src"]).data == b"x"
 
 
 # -- clear errors where Dash would be cryptic -------------------------------------------------
@@ -376,28 +373,38 @@ def _app_callback_after_the_first_request(store: Any) -> dash.Dash:
     return app
 
 
+_DIRECTLY = r"FileOutput img\.src was registered with Dash directly"
+_PLAIN_DASH = r".*files\.init_app\(app\), then @files\.callback"
+
+
 @pytest.mark.parametrize(
-    ("make", "advice"),
+    ("make", "when", "advice"),
     [
-        (_dash_callback_on_a_proxy, "registered with Dash directly.*dash_extensions.enrich.callback"),
-        (_app_callback_after_the_first_request, "after the app's first request"),
-        (_app_callback_on_dash, r"is a dash.Dash.*DashProxy\(transforms=\[FileServeTransform\(\)\]\)"),
-        (_dash_callback_on_dash, r"is a dash.Dash.*DashProxy\(transforms=\[FileServeTransform\(\)\]\)"),
-        (_proxy_without_the_transform, r"has no FileServeTransform: add one"),
-        (_global_callback_on_a_proxy_without_the_transform, r"has no FileServeTransform: add one"),
+        (_dash_callback_on_a_proxy, "registered", _DIRECTLY + r".*dash_extensions\.enrich\.callback"),
+        (_app_callback_after_the_first_request, "registered", _DIRECTLY),
+        (_app_callback_on_dash, "registered", _DIRECTLY + _PLAIN_DASH),
+        (_dash_callback_on_dash, "registered", _DIRECTLY + _PLAIN_DASH),
+        # DashProxy registers its callbacks with Dash at its first request: refused there.
+        (_proxy_without_the_transform, "first request", _DIRECTLY + r".*DashProxy\(transforms="),
+        (
+            _global_callback_on_a_proxy_without_the_transform,
+            "first request",
+            _DIRECTLY + r".*DashProxy\(transforms=",
+        ),
     ],
     ids=lambda value: getattr(value, "__name__", "")[1:] or None,
 )
-def test_a_file_output_the_transform_never_sees_is_refused_at_the_first_request(
-    make: Callable[[Any], dash.Dash], advice: str, store: Any, clean_globals: None
+def test_a_file_output_the_transform_never_sees_is_refused_where_it_is_registered(
+    make: Callable[[Any], dash.Dash], when: str, advice: str, store: Any, clean_globals: None
 ) -> None:
+    if when == "registered":
+        with pytest.raises(FileServeError, match=advice):
+            make(store)
+        return
     app = make(store)
-    if app.layout is None:
-        app.layout = html.Div([html.Button(id="go"), html.Img(id="img")])
+    app.layout = html.Div([html.Button(id="go"), html.Img(id="img")])
     app.server.testing = True
-    with pytest.raises(
-        FileServeError, match=rf"callback tests\.test_compat\._exported \(output img\.src\).*{advice}"
-    ):
+    with pytest.raises(FileServeError, match=advice):
         app.server.test_client().get("/_dash-layout")
 
 
@@ -501,23 +508,14 @@ def test_a_file_output_on_a_download_starts_a_download_of_the_url(
 
     c = Client(app)
     answer = c.fire(c.dep(".data"))
-    assert not any("dl" in key for key in answer["response"])  # the Download is left alone
-    [file] = _companion(answer)["files"]
-    assert file == {
-        "id": download_id,
-        "property": "data",
-        "url": file["url"],
-        "filename": NAME,
-        "download": True,
-    }
-    r = c.get(file["url"])
+    url = _download_url(answer, download_id)
+    r = c.get(url + "?download=1")  # as the page's script fetches it
     assert r.data == b"a;b\n1;2\n"
     assert r.headers["Content-Disposition"].startswith("attachment;")
     assert f"filename*=UTF-8''{quote(NAME, safe='')}" in r.headers["Content-Disposition"]
-    # Its companion store is in the layout, and a clientside callback listens to it.
-    companion = set(answer["sideUpdate"])
-    assert companion <= {s["props"]["id"] for s in _components(c.layout) if s["type"] == "Store"}
-    assert any(d["clientside_function"] and d["inputs"][0]["id"] in companion for d in c.deps)
+    # Nothing was added to the layout, and no other callback: the Download is the output.
+    assert [s["props"]["id"] for s in _components(c.layout) if s["type"] == "Store"] == ["store"]
+    assert not any(d["clientside_function"] for d in c.deps)
 
 
 def _components(layout: Any) -> Iterator[dict[str, Any]]:
@@ -569,14 +567,10 @@ def test_pattern_matching_downloads(pattern: str, prefixed: bool, store: Any) ->
     r = c.http.post("/_dash-update-component", json=body)
     assert r.status_code == 200, r.get_data(as_text=True)[:2000]
     answer = r.get_json()
-    # The companion is never an output: it gets its value by set_props (see dfc_transform.dash.downloads).
-    where = "sideUpdate"
-    [key] = [k for k in answer[where] if COMPANION in k]
-    assert key in {s["props"]["id"] for s in _components(c.layout) if s["type"] == "Store"}
-    files = _companion(answer, where)["files"]
-    assert [f["id"] for f in files] == [o["id"] for o in outs]
-    assert all(f["download"] is True for f in files)
-    assert [c.get(f["url"]).data for f in files] == [f"file {i}".encode() for i in indices]
+    assert not answer.get("sideUpdate")
+    answered = {json.loads(key)["index"]: value["data"] for key, value in answer["response"].items()}
+    assert sorted(answered) == list(indices)
+    assert [c.get(answered[i]).data for i in indices] == [f"file {i}".encode() for i in indices]
 
 
 @pytest.mark.parametrize("layout", ["static", "function"])
@@ -601,14 +595,13 @@ def test_the_data_of_other_components_gets_the_url(layout: str, store: Any) -> N
     url = answer["response"]["store"]["data"]
     assert url.endswith("/kept.json") and c.get(url).data == b"{}"
     assert c.get(url).headers["Content-Disposition"].startswith("inline")
-    [file] = _companion(answer)["files"]
-    assert file["id"] == "dl" and c.get(file["url"]).data == b"[]"
+    assert c.get(_download_url(answer)).data == b"[]"
 
 
 @pytest.mark.parametrize(
     "ident", ["made-later", {"type": "made-later", "index": 0}], ids=["str-id", "dict-id"]
 )
-def test_components_the_server_has_not_seen_are_left_to_the_browser(ident: Any, store: Any) -> None:
+def test_components_the_server_has_not_seen_get_the_url_too(ident: Any, store: Any) -> None:
     app = DashProxy(__name__, transforms=[FileServeTransform(store)])
     app.layout = html.Div([html.Button(id="go"), html.Div(id="later")])  # a callback fills it
 
@@ -617,10 +610,8 @@ def test_components_the_server_has_not_seen_are_left_to_the_browser(ident: Any, 
         return b"x"
 
     c = Client(app)
-    answer = c.fire(c.dep(".data"))
-    [file] = _companion(answer)["files"]
-    assert file["id"] == ident and file["download"] is None  # the browser looks it up
-    assert c.get(file["url"]).headers["Content-Disposition"].startswith("inline")  # as FileOutput said
+    url = _download_url(c.fire(c.dep(".data")), ident)
+    assert c.get(url).headers["Content-Disposition"].startswith("inline")  # as FileOutput said
 
 
 def test_a_large_download_answers_with_a_small_callback_response(store: Any) -> None:
@@ -635,22 +626,7 @@ def test_a_large_download_answers_with_a_small_callback_response(store: Any) -> 
     c = Client(app)
     answer = c.fire(c.dep("dl.data"))
     assert c.last_size < 4096
-    assert c.get(_companion(answer)["files"][0]["url"]).data == content
-
-
-def test_companions_reach_a_layout_transformed_before_the_first_request(store: Any) -> None:
-    app = DashProxy(__name__, transforms=[FileServeTransform(store)])
-    app.layout = html.Div([html.Button(id="go"), dcc.Download(id="dl")])
-
-    @app.callback(FileOutput("dl", "data"), Input("go", "n_clicks"))
-    def export(n: Any = None) -> Any:
-        return b"x"
-
-    app.get_layout()  # a static layout goes through the transforms once: here, before any callback
-    c = Client(app)
-    answer = c.fire(c.dep("dl.data"))
-    [key] = [k for k in answer["sideUpdate"] if COMPANION in k]
-    assert key in {s["props"]["id"] for s in _components(c.layout) if s["type"] == "Store"}
+    assert c.get(_download_url(answer)).data == content
 
 
 @pytest.mark.parametrize("target", ["dl.data", "store.data"])
@@ -689,9 +665,5 @@ def test_a_download_from_a_background_callback(target: str, tmp_path: Path, stor
             break
         assert time.monotonic() < deadline, "the background job did not finish in time"
         time.sleep(0.05)
-    assert side["go"] == {"title": "set in the job"}  # the app's own set_props is kept
-    if target == "dl.data":
-        url = _companion({"sideUpdate": side})["files"][0]["url"]
-    else:
-        url = answer["response"]["store"]["data"]
-    assert c.get(url).data == b"made in the job"
+    assert side == {"go": {"title": "set in the job"}}  # the app's own set_props, and only it
+    assert c.get(answer["response"][component][prop]).data == b"made in the job"

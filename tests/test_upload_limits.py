@@ -24,9 +24,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dfc_transform import FileService
-from dfc_transform.exc import StoreFullError
+from dfc_transform.exc import ContentMissingError, StoreFullError
 from dfc_transform.http.tickets import Tickets
-from dfc_transform.store import lifecycle
+from dfc_transform.store.ledger import Kept
 
 from .servers import RedisServer
 
@@ -369,7 +369,7 @@ def test_a_deduplicated_registration_answers_as_if_new(make: Make) -> None:
 # -- 7. a file being downloaded is not cut by eviction ----------------------------------------------
 
 
-def test_a_transfer_in_progress_is_not_cut_by_eviction(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_transfer_in_progress_is_not_cut_by_eviction(make: Make) -> None:
     app, service = make(max_total_size=1024 * KiB)
     http = app.test_client()
     big = os.urandom(512 * KiB)
@@ -382,11 +382,49 @@ def test_a_transfer_in_progress_is_not_cut_by_eviction(make: Make, monkeypatch: 
     received.extend(body)
     response.close()
     assert b"".join(received) == big
-    # Once no transfer holds it, the file goes at the next registration under pressure.
-    monkeypatch.setattr(lifecycle, "LEASE_SECONDS", 0.5)
-    service.store.keys.delete(service.store.keys.key(url.split("/")[-2], "l"))
+    # The transfer over, its lease goes with it: the next registration under pressure evicts the file.
     register(service, app, os.urandom(256 * KiB), "later.bin")
     assert http.get(url).status_code == 404
+
+
+def test_a_transfer_that_starts_as_its_file_is_evicted_is_whole_or_refused(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two races between a transfer taking its lease and eviction: both end whole or clean."""
+    app, service = make(max_total_size=1024 * KiB)
+    store = service.store
+    http = app.test_client()
+    # 1. Evicted between the route's lookup and the lease: refused before a byte goes (410).
+    data = os.urandom(300 * KiB)
+    token = register(service, app, data).split("/")[-2]
+    record = store.lookup(token)
+    assert record is not None
+    assert store.lifecycle.evict(token, "budget") is True
+    with pytest.raises(ContentMissingError, match="was evicted"):
+        store.iter_chunks(record, 0, record.size)
+    # 2. The lease taken between eviction's two looks: the record goes, the chunks stay until
+    #    the transfer ends, then the next eviction round removes them.
+    token = register(service, app, data).split("/")[-2]
+    record = store.lookup(token)
+    assert record is not None
+    body = store.iter_chunks(record, 0, record.size)  # leased, the record checked: under way
+    real = store.lifecycle.leased
+    looks: list[str] = []  # eviction's first look comes just before the lease was written
+
+    def leased(t: str) -> bool:
+        looks.append(t)
+        return len(looks) > 1 and real(t)
+
+    monkeypatch.setattr(store.lifecycle, "leased", leased)
+    kept = store.lifecycle.evict(token, "budget")
+    monkeypatch.setattr(store.lifecycle, "leased", real)
+    assert isinstance(kept, Kept)
+    assert http.get(f"/_dash-files/{token}/f.bin").status_code == 404  # no new transfer starts
+    assert not store.lifecycle.settle(token, kept)  # ... but the one under way holds the chunks
+    assert b"".join(body) == data
+    assert store.lifecycle.settle(token, kept)  # over: they go
+    with pytest.raises(ContentMissingError):
+        store.chunk(record, 1)
 
 
 # -- 8. stats tell the truth ----------------------------------------------------------------------

@@ -1,34 +1,37 @@
-"""Which Dash app a request or a callback run belongs to, and what its callbacks must not do.
+"""Which Dash app, and so which transform, a request or a callback run belongs to.
 
-Several Dash apps may live in one process (and even on one Flask server, under different
+Several Dash apps may live in one process (and even on one server, under different
 prefixes), and a callback registered with ``dash_extensions.enrich.callback`` is shared by
 all of them: the function is wrapped once. At run time, the transform to store through is
-the one of the app serving the request, found here by server and URL prefix.
+the one of the app serving the request, found here by server and URL prefix among the
+apps a transform was attached to.
 """
 
 from __future__ import annotations
 
 import weakref
 from typing import Any
+from urllib.parse import urlsplit
 
 import dash
-from dash_extensions.enrich import DashProxy
-from flask import current_app as current_flask_app
-from flask import has_request_context, request
 
-from ..exc import FileServeError
-from .callbacks import name_of
-from .output import FileOutput
+__all__ = ["attach", "current_app", "transform_of"]
 
-__all__ = ["current_app", "refuse_unhandled", "remember", "serves"]
-
-# Every Dash app made since dfc_transform was imported (a dash.hooks.setup hook adds them).
-_apps: weakref.WeakSet[Any] = weakref.WeakSet()
+# Every app a transform is attached to, and its transform.
+_transforms: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
-def remember(app: dash.Dash) -> None:
-    """Note ``app`` as one :func:`current_app` may answer."""
-    _apps.add(app)
+def attach(app: dash.Dash, transform: Any) -> None:
+    """Note that ``transform`` serves ``app``."""
+    _transforms[app] = transform
+
+
+def transform_of(app: Any) -> Any:
+    """The transform attached to ``app``, or ``None``."""
+    try:
+        return _transforms.get(app) if app is not None else None
+    except TypeError:  # not weakly referenceable: no app of ours
+        return None
 
 
 def current_app() -> dash.Dash | None:
@@ -37,19 +40,12 @@ def current_app() -> dash.Dash | None:
     ``dash.get_app()`` does not tell it inside a callback: Dash sets its app context for
     hooks and layouts but not around callbacks, and falls back to the last app created.
     """
-    server: Any = None
-    if has_request_context():
-        server = current_flask_app._get_current_object()  # type: ignore[attr-defined]
-        path = request.path
-    else:  # a background job: the context Dash copied from the request has its path
-        try:
-            path = str(dash.callback_context.path or "")
-        except Exception:  # not in a callback either
-            return None
-    path = path.split("?", 1)[0]
+    server, path = _request()
+    if path is None:
+        return None
     best: list[Any] = []
     best_length = -1
-    for app in list(_apps):
+    for app in list(_transforms):
         if server is not None and getattr(app, "server", None) is not server:
             continue
         prefix = app.config.routes_pathname_prefix or "/"
@@ -61,41 +57,29 @@ def current_app() -> dash.Dash | None:
     return best[0] if len(best) == 1 else None
 
 
-def serves(app: dash.Dash) -> bool:
-    """Whether the current request is for ``app`` (``True`` outside requests)."""
-    return not has_request_context() or current_app() in (app, None)
+def _request() -> tuple[Any, str | None]:
+    """The server serving now (when it can be told) and the path requested."""
+    try:
+        from flask import current_app as flask_app
+        from flask import has_request_context, request
 
+        if has_request_context():
+            return flask_app._get_current_object(), request.path  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - Flask comes with Dash
+        pass
+    try:
+        from quart import current_app as quart_app
+        from quart import has_request_context as quart_request_context
+        from quart import request as quart_request
 
-def refuse_unhandled(app: dash.Dash, transform: Any) -> None:
-    """Refuse ``FileOutput``s in callbacks of ``app`` that its transform never saw.
-
-    ``transform`` is the app's FileServeTransform, or ``None``. Dash would send what those
-    callbacks return as JSON, and fail with "not JSON serializable".
-
-    :raises FileServeError: naming every such callback and output, and what to do instead.
-    """
-    found = []
-    for entry in list(getattr(app, "callback_map", {}).values()):
-        outputs = entry.get("output")
-        outputs = outputs if isinstance(outputs, list) else [outputs]
-        files = [o for o in outputs if isinstance(o, FileOutput) and (transform is None or not o.handled)]
-        if files:
-            found.append(f"callback {name_of(entry.get('callback'))} (output {', '.join(map(str, files))})")
-    if not found:
-        return
-    if not isinstance(app, DashProxy):
-        advice = (
-            "this app is a dash.Dash, which sends what callbacks return as JSON: make it a "
-            "dash_extensions.enrich.DashProxy(transforms=[FileServeTransform()])"
-        )
-    elif transform is None:
-        advice = (
-            "this DashProxy has no FileServeTransform: add one, DashProxy(transforms=[FileServeTransform()])"
-        )
-    else:
-        advice = (
-            "it was registered with Dash directly (dash.callback, or app.callback after the app's first "
-            "request), so the FileServeTransform never saw it: register it before the first request with "
-            "@app.callback or dash_extensions.enrich.callback"
-        )
-    raise FileServeError(f"{'; '.join(found)} returns files to FileOutput, but {advice}")
+        if quart_request_context():
+            return quart_app._get_current_object(), quart_request.path  # type: ignore[attr-defined]
+    except ImportError:  # Quart is an optional extra
+        pass
+    # FastAPI, a WebSocket, a background job: the path Dash keeps in the callback context
+    # (on FastAPI a whole URL).
+    try:
+        path = str(dash.callback_context.path or "")
+    except Exception:  # not in a callback either
+        return None, None
+    return None, urlsplit(path).path if "://" in path else path.split("?", 1)[0]

@@ -20,13 +20,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import dash
 from dash import ALL, ALLSMALLER, MATCH, Output
 
 from ..exc import FileServeError
 from ..values import File, find_converter
 
-__all__ = ["MARK", "Plan", "check_set_props", "concrete_ids", "name_of", "outputs_of", "snapshot", "wrap"]
+__all__ = ["MARK", "Plan", "check_set_props", "has_wildcard", "name_of", "outputs_of", "snapshot", "wrap"]
 
 #: Attribute of a wrapped function holding its :class:`Plan`. ``functools.wraps`` copies it
 #: onto the wrappers of later transforms, so a callback shared by several apps (the global
@@ -47,8 +46,6 @@ class Plan:
     #: objects themselves, whose ids transforms may still change in place); ``None`` when
     #: it has no ``FileOutput`` (the wrapper only checks ``set_props``).
     spec: Any
-    #: The companion store of a callback with ``FileOutput``s on ``data`` (see :mod:`.downloads`).
-    companion: str | None = None
     #: The transform that made the wrapper: the one used when the app cannot be told.
     owner: Any = None
 
@@ -100,39 +97,6 @@ def outputs_of(spec: Any) -> Iterator[Output]:
 def has_wildcard(output: Output, *wildcards: Any) -> bool:
     ids = output.component_id
     return isinstance(ids, dict) and any(v in (wildcards or (ALL, ALLSMALLER, MATCH)) for v in ids.values())
-
-
-def concrete_ids(output: Output) -> list[Any]:
-    """The ids this callback run updates for ``output``: its own id, or for a pattern the
-    ids Dash resolved (``dash.ctx.outputs_list``), matched by pattern and property.
-
-    Not ``outputs_grouping``: for a callback whose one output is an ``ALL`` pattern, Dash
-    gives there only the first matching component."""
-    if not has_wildcard(output):
-        return [output.component_id]
-    pattern: dict[str, Any] = output.component_id  # type: ignore[assignment]
-    found = []
-    for leaf in _leaves(dash.callback_context.outputs_list):
-        ident = leaf.get("id")
-        if (
-            str(leaf.get("property", "")).split("@", 1)[0] == output.component_property
-            and isinstance(ident, dict)
-            and ident.keys() == pattern.keys()
-            and all(p in (ALL, ALLSMALLER, MATCH) or ident[k] == p for k, p in pattern.items())
-        ):
-            found.append(ident)
-    return found
-
-
-def _leaves(grouping: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(grouping, dict) and "id" in grouping and "property" in grouping:
-        yield grouping
-    elif isinstance(grouping, dict):
-        for g in grouping.values():
-            yield from _leaves(g)
-    elif isinstance(grouping, (list, tuple)):
-        for g in grouping:
-            yield from _leaves(g)
 
 
 def check_set_props(callback: str) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any, Unpack
 
 from dash import ALL, ALLSMALLER, Output
+from dash._utils import stringify_id
 
+from ..exc import FileServeError
 from ..options import OptionArgs, options_from
 from .callbacks import has_wildcard
 
@@ -38,7 +40,30 @@ class FileOutput(Output):
         #: registers unset was registered around the transform (see :func:`.apps.refuse_unhandled`).
         self.handled = False
 
+    def component_id_str(self) -> str:
+        # Dash calls this as it registers a callback. A FileOutput that no transform took charge
+        # of would reach the browser as JSON and fail at the first click ("not JSON
+        # serializable"): refuse it now, where it is registered, saying what to do instead.
+        if not self.handled:
+            raise FileServeError(_unhandled(self))
+        return super().component_id_str()
+
+    def __str__(self) -> str:
+        return f"{stringify_id(self.component_id)}.{self.component_property}"
+
     @property
     def is_multi(self) -> bool:
         """``True`` for ``ALL``/``ALLSMALLER`` ids, whose value is a list of files."""
         return has_wildcard(self, ALL, ALLSMALLER)
+
+
+def _unhandled(output: FileOutput) -> str:
+    """Why ``output`` cannot be registered as it is, and what to do instead."""
+    return (
+        f"FileOutput {output} was registered with Dash directly (the callback of a dash.Dash app, "
+        "dash.callback, a DashProxy without a FileServeTransform, or a DashProxy's callback after "
+        "its first request), which would send the file to the browser as JSON. Register it through "
+        "the transform: files = FileServeTransform(); files.init_app(app), then @files.callback(...); "
+        "or make the app a DashProxy(transforms=[FileServeTransform()]) and use @app.callback or "
+        "dash_extensions.enrich.callback before its first request"
+    )

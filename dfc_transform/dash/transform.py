@@ -1,15 +1,18 @@
-"""FileServeTransform and FileOutput: the Dash side.
+"""FileServeTransform: the Dash side, for a ``DashProxy`` or a plain ``dash.Dash`` on any server.
 
-The transform wraps every server callback of its app (see :mod:`.callbacks`): what the
-callback returns at a ``FileOutput`` position is stored and replaced by its URL, every
-other position is left untouched, and files given to ``set_props`` are refused with a
-message. A ``FileOutput`` on a ``dcc.Download`` starts a download (see :mod:`.download`).
+The transform wraps the server callbacks of its app (see :mod:`.callbacks`): what a callback
+returns at a ``FileOutput`` position is stored and replaced by its URL (see :mod:`.results`),
+every other position is left untouched, and files given to ``set_props`` are refused with a
+message. A ``FileOutput`` on a ``dcc.Download`` starts a download (see :mod:`.downloads`).
 
-The file route is added to each Dash app at its creation through ``dash.hooks`` (a
-Flask rule cannot be added after the first request, and DashProxy applies transforms
-inside that request); at request time the route and the callbacks find their transform
-through the app that serves the request (see :mod:`.apps`): a callback shared by several
-apps stores and serves through each app's own transform.
+It is attached to its app (see :mod:`.install`) when the app is built: a ``DashProxy`` asks
+its transforms for their dependent transforms right after setting itself up, and the
+transform attaches itself to it then (a Flask app takes no new route after its first
+request, when DashProxy applies its transforms); a plain ``dash.Dash`` is given its
+transform with :meth:`FileServeTransform.init_app`, and registers its file callbacks with
+:meth:`FileServeTransform.callback`. At run time the callbacks find their transform through
+the app that serves the request (see :mod:`.apps`): a callback shared by several apps
+stores through each app's own.
 """
 
 from __future__ import annotations
@@ -17,52 +20,48 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any, Unpack
 
 import dash
-from dash_extensions.enrich import DashTransform
-from flask import Flask, has_request_context, request
-from flask import Response as FlaskResponse
-from werkzeug.wrappers import Response
+from dash_extensions.enrich import CallbackBlueprint, DashProxy, DashTransform
 
 from .. import http
-from ..exc import FileServeError, UnsupportedValueError
-from ..http.adapters import flask as flask_adapter
-from ..options import FileOptions, OptionArgs
+from ..exc import FileServeError
+from ..options import OptionArgs
 from ..service import SHARED_BACKEND_ADVICE, FileService, Stats
 from ..settings import SettingArgs
-from ..store import CacheLike
-from . import apps, inputs
-from .callbacks import (
-    MARK,
-    Plan,
-    check_set_props,
-    concrete_ids,
-    name_of,
-    outputs_of,
-    snapshot,
-    wrap,
-)
-from .downloads import DOWNLOAD_PROPERTY, Downloads, companion_id, payload
+from ..store import CacheLike, FileInfo
+from . import apps, inputs, install
+from .callbacks import MARK, Plan, check_set_props, name_of, outputs_of, snapshot, wrap
 from .output import FileOutput
+from .results import to_urls
 
-__all__ = ["FileOutput", "FileServeTransform"]
+__all__ = ["FileServeTransform"]
 
 logger = logging.getLogger(__name__)
-_NO_UPDATE = type(dash.no_update)
-_AS_DOWNLOAD = FileOptions(download=True)
 
 
 class FileServeTransform(DashTransform):  # type: ignore[misc]
-    """A dash-extensions transform that serves what callbacks return to ``FileOutput``.
+    """Serves what callbacks return to ``FileOutput``; one transform per app.
 
-    ``app = DashProxy(transforms=[FileServeTransform()])``; one transform per app.
+    With dash-extensions: ``app = DashProxy(transforms=[FileServeTransform()])``, then
+    ``@app.callback(FileOutput(...), ...)`` as usual. With a plain ``dash.Dash`` (on Flask,
+    Quart or FastAPI)::
+
+        app = Dash(__name__)
+        files = FileServeTransform()
+        files.init_app(app)
+
+        @files.callback(FileOutput("img", "src"), Input("go", "n_clicks"))
+        def plot(n): ...
 
     :param backend: a ``cachelib.BaseCache`` or ``flask_caching.Cache``; ``None``
         for the default ``FileSystemCache`` shared by all processes on this host.
     :param settings: those of :class:`~dfc_transform.FileService` (``timeout``,
         ``max_size``, ``max_total_size``, ``private``, ``chunk_size``, ``copy_paths``,
-        ``namespace``, ``sendfile_header``, ``sendfile_prefix``, ``on_event``), passed on.
+        ``namespace``, ``sendfile_header``, ``sendfile_prefix``, ``on_event``, the upload
+        limits), passed on.
     """
 
     def __init__(self, backend: CacheLike | None = None, **settings: Unpack[SettingArgs]) -> None:
@@ -71,7 +70,6 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         self.service = FileService(backend, **settings)
         self._app: dash.Dash | None = None
         self._serving_pid: int | None = None
-        self._downloads = Downloads()
 
     def sort_key(self) -> int:
         # Innermost, next to the user's function, before the serialising transforms (key 0):
@@ -79,10 +77,72 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         # DataclassTransform would turn into a dict), and they see URLs.
         return -1
 
+    # -- the app ---------------------------------------------------------------------
+
+    def init_app(self, app: dash.Dash) -> None:
+        """Attach this transform to ``app``: its file route, its pages' scripts and cookie.
+
+        Needed for a plain ``dash.Dash`` (then register file callbacks with :meth:`callback`)
+        and for a ``DashProxy`` built with ``blueprint=``; a ``DashProxy`` given the transform
+        in ``transforms=`` is attached as it is built.
+
+        :raises FileServeError: if it already serves another app, or the app runs on a server
+            the file route does not speak.
+        """
+        if self._app is app:
+            return
+        if self._app is not None:
+            raise FileServeError(
+                f"this FileServeTransform already serves the app at "
+                f"{self._app.config.requests_pathname_prefix!r}, and cannot serve the app at "
+                f"{app.config.requests_pathname_prefix!r} too: each app stores and serves through its "
+                f"own; give each app its own FileServeTransform(...) (they may share one backend)"
+            )
+        install.server_type(app)  # refuses a server the route does not speak, before anything changes
+        self._app = app
+        self._serving_pid = os.getpid()
+        self.service.url_base = app.get_relative_path(f"/{http.ROUTE_NAME}/")
+        self.service.adopt(app.config.name, app.config.requests_pathname_prefix)
+        apps.attach(app, self)
+        install.install(app, self.service, lambda: self.service.uses_private)
+
+    def bind(self, app: dash.Dash) -> None:
+        """The same as :meth:`init_app`."""
+        self.init_app(app)
+
+    def get_dependent_transforms(self) -> list[Any]:
+        # DashProxy asks this right after dash.Dash.__init__ set it up: attach to it now.
+        app = install.app_under_construction()
+        if app is not None:
+            self.init_app(app)
+        return []
+
+    def callback(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        """Register a callback of a plain ``dash.Dash`` whose outputs may be ``FileOutput``s
+        (and inputs ``FileInput``s): as ``app.callback``, with every option of it
+        (``background``, ``running``, ``progress``, pattern matching, ``prevent_initial_call``...).
+        Call :meth:`init_app` first."""
+        app = self._app
+        if app is None:
+            raise FileServeError(
+                "this FileServeTransform serves no app yet: call files.init_app(app) before @files.callback"
+            )
+        if isinstance(app, DashProxy):
+            return app.callback(*args, **kwargs)
+
+        def register(func: Callable[..., Any]) -> Any:
+            blueprint = CallbackBlueprint(*args, **kwargs)
+            blueprint.f = func
+            [prepared] = self.apply_serverside([blueprint])
+            return app.callback(*args, **kwargs)(prepared.f)
+
+        return register
+
+    # -- files -----------------------------------------------------------------------
+
     def register(self, value: Any, **options: Unpack[OptionArgs]) -> str:
         """Store ``value`` and return its URL; usable in any request of the app
-        (a Flask route, a callback that uses ``set_props``). Options as for ``FileOutput``."""
-        self._ensure_bound()
+        (a route, a callback that uses ``set_props``). Options as for ``FileOutput``."""
         return self.service.register(value, **options)
 
     def remove(self, url_or_token: str) -> bool:
@@ -97,43 +157,15 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         """What the store holds and what happened (see :meth:`FileService.stats`)."""
         return self.service.stats()
 
-    def bind(self, app: dash.Dash) -> None:
-        """Attach this transform to its app (done for you at the app's first request).
+    def files(self) -> list[FileInfo]:
+        """Every file of this app's store, oldest first (see :meth:`FileService.files`)."""
+        return self.service.files()
 
-        :raises FileServeError: if it already serves another app.
-        """
-        if self._app is app:
-            return
-        if self._app is not None:
-            raise FileServeError(
-                f"this FileServeTransform already serves the app at "
-                f"{self._app.config.requests_pathname_prefix!r}, and cannot serve the app at "
-                f"{app.config.requests_pathname_prefix!r} too: each app stores and serves through its "
-                f"own; give each DashProxy its own FileServeTransform(...) (they may share one backend)"
-            )
-        self._app = app
-        self._serving_pid = os.getpid()
-        self.service.url_base = app.get_relative_path(f"/{http.ROUTE_NAME}/")
-        self.service.adopt(app.config.name, app.config.requests_pathname_prefix)
-        _warn_on_unshared_secret(app)
-
-    def _ensure_bound(self) -> None:
-        if self._app is not None:
-            return
-        try:
-            app = dash.get_app()
-        except Exception:  # no app yet: URLs get no prefix until the first request binds us
-            return
-        if _transform_of(app) is self:
-            self.bind(app)
-
-    # -- set-up: callbacks and layout -------------------------------------------------
-
-    def apply(self, callbacks: list[Any], clientside_callbacks: list[Any]) -> tuple[list[Any], list[Any]]:
-        callbacks = self.apply_serverside(callbacks)
-        return callbacks, clientside_callbacks + self._downloads.take_clientside_callbacks()
+    # -- callbacks --------------------------------------------------------------------
 
     def apply_serverside(self, callbacks: list[Any]) -> list[Any]:
+        if self._app is not None:
+            _warn_on_unshared_secret(self._app)
         for callback in callbacks:
             if not callable(callback.f):
                 continue
@@ -142,33 +174,27 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
                 callback.f = inputs.wrap_inputs(
                     callback.f, callback.inputs.structure, self._service_now, name_of(callback.f)
                 )
-            plan = getattr(callback.f, MARK, None)
-            if plan is None:  # not yet wrapped by the transform of another app
-                plan = self._plan(callback)
-                callback.f = wrap(callback.f, plan, _after_callback)
+            if getattr(callback.f, MARK, None) is None:  # not yet wrapped by the transform of another app
+                callback.f = wrap(callback.f, self._plan(callback), _after_callback)
             for output in callback.outputs:
                 if isinstance(output, FileOutput):
                     output.handled = True
                     if output.file_options.private:
                         self.service.uses_private = True  # pages then give browsers a session
-            if plan.companion is not None:
-                self._downloads.add_companion(plan.companion)
-                _serve_companions()
         return callbacks
 
     def _service_now(self) -> FileService:
         """The service of the app serving this call (a global callback serves several)."""
-        return (_transform_of(apps.current_app()) or self).service
+        return (apps.transform_of(apps.current_app()) or self).service
 
     def _plan(self, callback: Any) -> Plan:
-        """Decide what the wrapper of ``callback`` does, and name its download companion."""
+        """Decide what the wrapper of ``callback`` does."""
         name = name_of(callback.f)
         structure = callback.outputs.structure
         # dash-extensions registers a one-element list as a single output.
         single = isinstance(structure, list) and len(structure) == 1
         spec = snapshot(structure[0] if single else structure)
-        files = [o for o in outputs_of(spec) if isinstance(o, FileOutput)]
-        if not files:
+        if not any(isinstance(o, FileOutput) for o in outputs_of(spec)):
             return Plan(name, None, owner=self)
         if self.service.per_process and callback.kwargs.get("background"):
             message = (
@@ -179,11 +205,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             logger.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
         self._check_result_cache(callback, name)
-        if not any(o.component_property == DOWNLOAD_PROPERTY for o in files):
-            return Plan(name, spec, owner=self)
-        # The companion gets its value by set_props, never as an output: see .downloads.
-        companion = companion_id(name, list(callback.outputs), list(callback.inputs))
-        return Plan(name, spec, companion, owner=self)
+        return Plan(name, spec, owner=self)
 
     def _check_result_cache(self, callback: Any, name: str) -> None:
         """Warn when a background manager caches results (URLs) longer than files live."""
@@ -203,19 +225,18 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         logger.warning(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
-    def layout(self, layout: Any, layout_is_function: bool) -> Any:
-        # Served as it is: the download companions go beside it, by a layout hook (see .downloads).
-        self._downloads.remember(layout)
-        return layout
-
-    # -- run time ------------------------------------------------------------------
-
-    def _finish(self, plan: Plan, result: Any) -> Any:
+    def finish(self, plan: Plan, result: Any) -> Any:
         """What the wrapped function returned, as Dash must get it."""
         check_set_props(plan.name)
         if plan.spec is None:
             return result
-        self._ensure_bound()
+        if self._app is None:
+            raise FileServeError(
+                "this FileServeTransform was not attached to its app as the app was built (a DashProxy "
+                "made with blueprint=, or a subclass that builds its blueprint otherwise): call "
+                "transform.init_app(app) right after making the app",
+                where=f"callback {plan.name}",
+            )
         if self.service.per_process and self._serving_pid not in (None, os.getpid()):
             raise FileServeError(
                 f"this callback runs in process {os.getpid()} but the app serves files from process "
@@ -223,85 +244,28 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
                 f"process; {SHARED_BACKEND_ADVICE}",
                 where=f"callback {plan.name}",
             )
-        files: list[dict[str, Any]] = []
-        converted = self._convert(result, plan.spec, plan, files)
-        if plan.companion is not None and files:
-            dash.set_props(self._downloads.store_id(plan.companion), {"data": payload(files)})
-        return converted
-
-    def _convert(self, value: Any, spec: Any, plan: Plan, files: list[dict[str, Any]]) -> Any:
-        """Replace files by URLs along the output structure ``spec``."""
-        if value is None or isinstance(value, _NO_UPDATE):
-            return value
-        if isinstance(spec, FileOutput):
-            if not spec.is_multi:
-                return self._store(value, spec, plan, files, str(spec), None)
-            if not isinstance(value, (list, tuple)):
-                raise UnsupportedValueError(
-                    f"an ALL output takes a list of files, one per matching component; "
-                    f"got {type(value).__name__}",
-                    where=f"callback {plan.name}, output {spec}",
-                )
-            ids = (
-                concrete_ids(spec) if plan.companion and spec.component_property == DOWNLOAD_PROPERTY else []
-            )
-            return [
-                self._store(v, spec, plan, files, f"{spec}[{i}]", ids[i] if i < len(ids) else None)
-                for i, v in enumerate(value)
-            ]
-        if isinstance(spec, list) and isinstance(value, (list, tuple)) and len(value) == len(spec):
-            return type(value)(self._convert(v, s, plan, files) for v, s in zip(value, spec, strict=True))
-        if isinstance(spec, dict) and isinstance(value, dict):
-            return {k: self._convert(v, spec[k], plan, files) if k in spec else v for k, v in value.items()}
-        return value  # a shape Dash itself will reject, with its own message
-
-    def _store(
-        self, value: Any, output: FileOutput, plan: Plan, files: list[dict[str, Any]], label: str, ident: Any
-    ) -> Any:
-        if value is None or isinstance(value, _NO_UPDATE):
-            return value
-        where = f"callback {plan.name}, output {label}"
-        options = output.file_options
-        download: bool | None = False
-        if plan.companion is not None and output.component_property == DOWNLOAD_PROPERTY:
-            if ident is None:
-                found = concrete_ids(output)
-                ident = found[0] if found else output.component_id
-            download = self._downloads.kind(ident, self._app)
-        if download:
-            options = _AS_DOWNLOAD.over(options)
-        record = self.service.add(value, options, where=where)
-        url = self.service.url_for(record)
-        if download is False:
-            return url
-        files.append(
-            {
-                "id": ident,
-                "property": output.component_property,
-                "url": url,
-                "filename": record.filename,
-                "download": download,
-            }
-        )
-        return dash.no_update
+        return to_urls(self.service, plan, result)
 
 
 def _after_callback(plan: Plan, result: Any) -> Any:
     # The app serving this request, not the one whose transform wrapped the function:
     # a global callback is wrapped once and used by every app that includes it.
-    transform = _transform_of(apps.current_app()) or plan.owner
-    return transform._finish(plan, result)
+    transform = apps.transform_of(apps.current_app()) or plan.owner
+    return transform.finish(plan, result)
 
 
 def _warn_on_unshared_secret(app: dash.Dash) -> None:
     """Background jobs under several workers need one secret_key for all of them.
 
-    Dash signs the job handles it gives the browser with the Flask ``secret_key``
+    Dash signs the job handles it gives the browser with the server's ``secret_key``
     and DashProxy makes up a random one per process when none is set: a poll that
     reaches another worker is refused and the page waits forever, file or not.
     """
+    from flask import has_request_context, request
+
     multiprocess = has_request_context() and request.environ.get("wsgi.multiprocess")
-    if multiprocess and getattr(app, "_background_manager", None) and not app.server.secret_key:
+    secret = getattr(app.server, "secret_key", None)
+    if multiprocess and getattr(app, "_background_manager", None) and not secret:
         message = (
             "this app has background callbacks and runs in several worker processes, but no "
             "secret_key: set app.server.secret_key to the same value in every worker (from an "
@@ -309,102 +273,3 @@ def _warn_on_unshared_secret(app: dash.Dash) -> None:
         )
         logger.warning(message)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-
-
-_COMPANION_HOOK: list[bool] = []
-
-
-def _serve_companions() -> None:
-    """Put the download companions beside the layouts of the apps that have some: a layout
-    hook, registered once, when the first is made (an app without a transform, or without
-    downloads, is served its layout as it is)."""
-    if _COMPANION_HOOK:
-        return
-    _COMPANION_HOOK.append(True)
-
-    @dash.hooks.layout()
-    def with_companions(layout: Any) -> Any:
-        try:
-            app = dash.get_app()  # get_layout runs in its app's context: the right app of several
-        except Exception:
-            return layout
-        transform = _transform_of(app)
-        return layout if transform is None else transform._downloads.serve(layout)
-
-
-def _transform_of(app: Any) -> FileServeTransform | None:
-    blueprint = getattr(app, "blueprint", None)
-    for transform in getattr(blueprint, "transforms", ()):
-        if isinstance(transform, FileServeTransform):
-            return transform
-    return None
-
-
-# -- Dash hooks: every Dash app created after this import gets the route -------------
-
-
-def _answer(subpath: str) -> Response:
-    app = dash.get_app()  # the hook runs in the app's context: the right app of several
-    transform = _transform_of(app)
-    if transform is None:
-        return flask_adapter.to_flask(
-            http.plain(404, "Not found: this app has no FileServeTransform."), request.environ
-        )
-    transform.bind(app)
-    service = transform.service
-    base = service.url_base or request.script_root + f"/{http.ROUTE_NAME}/"
-    answer = service.handle(flask_adapter.from_flask(request, subpath, base))
-    return flask_adapter.to_flask(answer, request.environ)
-
-
-@dash.hooks.route(name=f"{http.ROUTE_NAME}/<path:subpath>", methods=flask_adapter.METHODS)
-def _serve(subpath: str) -> Response:
-    return _answer(subpath)
-
-
-@dash.hooks.route(name=http.ROUTE_NAME, methods=flask_adapter.METHODS)
-def _serve_bare() -> Response:
-    # Without this, Dash's catch-all would answer the bare prefix with the app's page.
-    return _answer("")
-
-
-@dash.hooks.route(name=f"{http.ROUTE_NAME}/", methods=flask_adapter.METHODS)
-def _serve_slash() -> Response:
-    return _answer("")
-
-
-@dash.hooks.setup()
-def _set_up(app: dash.Dash) -> None:
-    apps.remember(app)
-    server = getattr(app, "server", None)
-    if not isinstance(server, Flask):
-        return
-
-    # DashProxy builds its blueprint after the setup hooks ran, and applies the
-    # transforms in its first request: bind them just before that. This also refuses
-    # a transform that another app has already bound.
-    def bind() -> None:
-        transform = _transform_of(app)
-        if transform is not None and apps.serves(app):
-            transform.bind(app)
-
-    # After the request, the callbacks are all registered (Dash copies dash.callback's in
-    # its first request; DashProxy registers its own then): check them once, and again
-    # whenever more were added.
-    checked = [-1]
-
-    def check(response: FlaskResponse) -> FlaskResponse:
-        count = len(getattr(app, "callback_map", {}))
-        if count != checked[0] and apps.serves(app):
-            apps.refuse_unhandled(app, _transform_of(app))
-            checked[0] = count
-        return response
-
-    server.before_request(bind)
-    server.after_request(check)
-
-    def uses_private() -> bool:
-        transform = _transform_of(app)
-        return transform is not None and transform.service.uses_private
-
-    flask_adapter.install_session_cookie(server, uses_private)

@@ -19,11 +19,8 @@ logger = logging.getLogger(__name__)
 
 def service_of_app(app: Any) -> FileService | None:
     """The service of the ``FileServeTransform`` of a Dash app, or ``None``."""
-    for transform in getattr(getattr(app, "blueprint", None), "transforms", ()):
-        service = getattr(transform, "service", None)
-        if isinstance(service, FileService):
-            return service
-    return None
+    transform = apps.transform_of(app)
+    return transform.service if transform is not None else None
 
 
 def ticket_props(

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -95,14 +96,18 @@ def _respond(
 ) -> Response:
     # When this content was last registered: the same content again answers as if new.
     last_modified = datetime.fromtimestamp(int(record.modified or record.created), tz=UTC)
+    if not record.download and wants_download(request.query):
+        # The same file as an attachment: another representation, with a tag of its own.
+        record = replace(record, download=True)
+    etag = _etag_of(record)
     headers = file_headers(record, last_modified)
-    if precondition_failed(request.headers, record.token, last_modified):
+    if precondition_failed(request.headers, etag, last_modified):
         return plain(412, "Precondition failed: If-Match or If-Unmodified-Since does not hold.")
-    if not_modified(request.headers, record.token, last_modified):
+    if not_modified(request.headers, etag, last_modified):
         return Response(304, headers)
 
     size = record.size
-    span = None if record.one_time else requested_span(request.headers, size, record.token, last_modified)
+    span = None if record.one_time else requested_span(request.headers, size, etag, last_modified)
     if isinstance(span, str):
         content_range = ContentRange("bytes", None, None, size).to_header()
         return plain(416, "Range not satisfiable.", [("Content-Range", content_range)])
@@ -127,7 +132,8 @@ def _respond(
             disk.close()
         else:
             # Answer as a GET would: 410, not 200, when the content is gone (reads one chunk).
-            Response(200, body=store.iter_chunks(record, start, stop)).close()
+            if record.inline is None and stop > start:
+                store.chunk(record, start // record.chunk_size)
         body = b""
     elif disk is not None:
         body = FileBody(disk, start, stop, record.chunk_size)
@@ -136,6 +142,18 @@ def _respond(
     if record.one_time and not isinstance(body, bytes):
         body = _deliver_once(body.chunks() if isinstance(body, FileBody) else body, store, record)
     return Response(status, headers, body, length=stop - start)
+
+
+def wants_download(query: Mapping[str, str]) -> bool:
+    """Whether the query asks for the file as an attachment: ``?download=1`` (or ``true``,
+    ``yes``, as dash-file-cache spells it). It never turns an attachment into inline content."""
+    return query.get("download", "").strip().lower() in ("1", "true", "yes")
+
+
+def _etag_of(record: FileRecord) -> str:
+    """The entity tag, unquoted: the token, and ``-a`` for an attachment (the same bytes under
+    other headers: a cache must not answer one form with the other)."""
+    return f"{record.token}-a" if record.download else record.token
 
 
 def file_url(route_base: str, record: FileRecord) -> str:
@@ -149,7 +167,7 @@ def file_headers(record: FileRecord, last_modified: datetime) -> list[tuple[str,
     headers = [
         ("Content-Type", mime),
         ("Content-Disposition", content_disposition(record.filename, attachment=record.download)),
-        ("ETag", quote_etag(record.token)),
+        ("ETag", quote_etag(_etag_of(record))),
         ("Last-Modified", http_date(last_modified)),
         ("Accept-Ranges", "none" if record.one_time else "bytes"),
         ("Cache-Control", _cache_control(record)),

@@ -245,4 +245,4 @@ class Tickets:
 
 def _shared_key(store: ChunkStore) -> bytes:
     """The key of the protocol, kept in the backend; made by the first process that asks."""
-    return store.keys.shared_secret("upload-key")
+    return store.keys.shared_secret("upload-key", store.ledger.exclusive())

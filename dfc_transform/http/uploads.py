@@ -302,9 +302,7 @@ class _Protocol:
             storage=upload.storage,
         )
         store = self.store
-        done = store.uploads.complete(
-            record, [c.lower() for c in crcs], upload.part_chunks, store.lifecycle.evict
-        )
+        done = store.uploads.complete(record, [c.lower() for c in crcs], upload.part_chunks, store.lifecycle)
         return {"upload": text, "file": self.describe(done, upload)}
 
     def cancel(self, upload: Handle, text: str) -> dict[str, Any]:

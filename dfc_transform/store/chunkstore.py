@@ -93,6 +93,7 @@ class ChunkStore:
             budget=max_total_size,
             # Where no journal knows every file (Redis, memcached), the ledger lists them.
             listing=profile.journal is None,
+            name=profile.name,
         )
         self._settings = (max_total_size, uploads, min_free_space)
         self.lifecycle = Lifecycle(
@@ -211,7 +212,7 @@ class ChunkStore:
         """Write the content chunk by chunk; return its size and SHA-256."""
         digest = hashlib.sha256()
         written = size = reserved = 0
-        evict = self.lifecycle.evict
+        evict = self.lifecycle
         keys = self.keys
         if self.ledger.budget is None:
             reserved = _UNLIMITED  # nothing to hold back without a budget
@@ -249,9 +250,9 @@ class ChunkStore:
         elif backref:
             keys.set(keys.key(storage, "t"), record.token.encode("ascii"), keys.record_timeout)
         if record.inline is not None and self.ledger.budget is not None:
-            self.ledger.reserve(storage, record.size, self.lifecycle.evict)
+            self.ledger.reserve(storage, record.size, self.lifecycle)
         write_record(keys, record)
-        self.ledger.commit(storage, record.token, entry_of(record), self.lifecycle.evict)
+        self.ledger.commit(storage, record.token, entry_of(record), self.lifecycle)
         self.events.emit("registered", token=record.token, filename=record.filename, size=record.size)
         if self.journal is not None:
             self.journal.start_sweeper(self.sweep)
@@ -296,7 +297,7 @@ class ChunkStore:
     def _token(self, digest: bytes, record: FileRecord) -> str:
         if self._hmac_key is None:
             # Shared by every process through the backend: the same content, the same token.
-            self._hmac_key = self.keys.shared_secret("hmac-key")
+            self._hmac_key = self.keys.shared_secret("hmac-key", self.ledger.exclusive())
         return content_token(self._hmac_key, digest, record)
 
     @property
@@ -348,10 +349,16 @@ class ChunkStore:
             return iter(())
         if record.inline is not None:
             return iter((record.inline[start:stop],))
+        lease = self.lifecycle.lease(record.token) if record.chunked else None
+        if lease is not None and read_record(self.keys, record.token) is None:
+            # Evicted between the lookup and the lease: not one byte of it is sent.
+            raise ContentMissingError(f"file {record.token} ({record.filename!r}) was evicted")
         cs = record.chunk_size
         first, last = start // cs, (stop - 1) // cs
         head = self.chunk(record, first)
-        return self.lifecycle.leasing(record, self._iter_from(record, head, first, last, start, stop))
+        return self.lifecycle.leasing(
+            record.token, lease, self._iter_from(record, head, first, last, start, stop)
+        )
 
     def _iter_from(
         self, record: FileRecord, head: bytes, first: int, last: int, start: int, stop: int

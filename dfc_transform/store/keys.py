@@ -9,6 +9,7 @@ disk a :class:`~dfc_transform.exc.StoreFullError`, and time-to-live rules live o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable
@@ -95,11 +96,16 @@ class Keys:
             return bool(self.call(add, key, value, timeout))
         return not self.has(key) and bool(self.call(self.backend.set, key, value, timeout))
 
-    def shared_secret(self, name: str) -> bytes:
-        """32 random bytes kept under ``name``, made by whichever process asks first."""
+    def shared_secret(self, name: str, lock: contextlib.AbstractContextManager[Any]) -> bytes:
+        """32 random bytes kept under ``name``, made by whichever process asks first.
+
+        Made under ``lock`` (the ledger's): cachelib's ``add`` is no atomic operation on a
+        file-system cache, and two workers starting at once would each keep a key of their own.
+        """
         key = self.prefix + name
-        self.add(key, secrets.token_bytes(32), 0)
-        stored = self.get(key)
+        with lock:
+            self.add(key, secrets.token_bytes(32), 0)
+            stored = self.get(key)
         if stored is None and self.profile.memcached:
             raise BackendUnavailableError(self.unreachable())
         if not isinstance(stored, bytes) or len(stored) != 32:

@@ -34,18 +34,36 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from ..exc import BackendUnavailableError, FileTooLargeError, StoreFullError
 from ..units import human_size
 
-__all__ = ["Evict", "Head", "Ledger"]
+__all__ = ["Evict", "Head", "Kept", "Ledger"]
 
-#: Called with a file's token and why it goes ("budget"); ``False`` if it must stay for now
-#: (a transfer of it is under way).
-Evict = Callable[[str, str], bool]
+
+class Kept(NamedTuple):
+    """An evicted file whose content stays until the transfer under way ends (see :mod:`.lifecycle`)."""
+
+    size: int
+    #: Unix time after which it goes whatever happens.
+    until: float
+    #: ``[[name, count], ...]``: where its chunks are.
+    chunks: list[list[Any]]
+
+
+class Evict(Protocol):
+    """What the ledger asks of whoever removes files (the store's :class:`.lifecycle.Lifecycle`)."""
+
+    def evict(self, token: str, reason: str) -> bool | Kept:
+        """Remove ``token`` for ``reason``; ``False`` if it must stay (a transfer holds it),
+        a :class:`Kept` if its record went but its chunks wait for a transfer to end."""
+
+    def settle(self, token: str, kept: Kept) -> bool:
+        """Remove the chunks of a kept file if its transfer has ended; ``True`` if they went."""
+
 
 #: A lock taken through the backend is given up after this long, should its holder die.
 LOCK_TIMEOUT = 10
@@ -77,8 +95,11 @@ class Ledger:
         in_process: bool,
         budget: int | None,
         listing: bool = False,
+        name: str = "backend",
     ) -> None:
         self.backend = backend
+        #: The backend as messages name it.
+        self.name = name
         self.key = key
         self.budget = budget
         #: Files are listed one by one where they may have to be evicted, or where asked to.
@@ -269,9 +290,12 @@ class Ledger:
                 self._delete_bucket(bucket_id)  # their keys: the sweep's, or the backend's time-to-live
 
     def make_room(self, head: Head, evict: Evict, keep: str | None = None) -> None:
-        """Drop expired buckets; evict the oldest files (never ``keep``, nor one that ``evict``
-        must leave for now) until the store is within budget. Uploads are never evicted."""
+        """Drop expired buckets; evict the oldest files (never ``keep``, nor one that a
+        transfer holds) until the store is within budget. Uploads are never evicted."""
         self.forget_expired(head)
+        for token, kept in list(head.kept.items()):
+            if evict.settle(token, Kept(*kept)):
+                del head.kept[token]
         if self.budget is None:
             return
         for bucket_id in sorted(head.buckets):
@@ -282,8 +306,13 @@ class Ledger:
             for token, entry in sorted(bucket.items(), key=lambda item: item[1][1]):
                 if head.used <= self.budget:
                     break
-                if token == keep or not evict(token, "budget"):
+                if token == keep:
                     continue
+                gone = evict.evict(token, "budget")
+                if gone is False:
+                    continue
+                if isinstance(gone, Kept):
+                    head.kept[token] = list(gone)
                 del bucket[token]
                 head.remove(bucket_id, int(entry[0]))
                 changed = True
@@ -332,6 +361,10 @@ class Ledger:
             yield head
             self._set(self.key, head.dump())
 
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """The ledger's lock alone, for other decisions every sharer must take one at a time."""
+        return self._lock()
+
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         if self._thread_lock is not None:
@@ -348,13 +381,23 @@ class Ledger:
             lock_key = self.key + ":lock"
             deadline = time.monotonic() + 2 * LOCK_TIMEOUT
             pause = 0.001
+            free = 0
             while True:
                 try:
                     taken = self.backend.add(lock_key, b"1", LOCK_TIMEOUT)
+                    held = taken or self.backend.get(lock_key) is not None
                 except Exception as err:
                     raise BackendUnavailableError(f"the ledger lock could not be taken: {err}") from err
                 if taken:
                     break
+                free = 0 if held else free + 1
+                if free >= 3:
+                    # Not taken, and nobody holds it: a memcached client answers so when its
+                    # server is down (it reports every failure as a miss).
+                    raise BackendUnavailableError(
+                        f"the {self.name} cannot be reached: it neither takes the ledger's lock key nor "
+                        "shows who holds it (is its server running?)"
+                    )
                 if time.monotonic() > deadline:
                     raise BackendUnavailableError(f"the ledger lock {lock_key!r} was held for too long")
                 time.sleep(pause)
@@ -427,6 +470,8 @@ class Head:
         self.buckets: dict[int, list[Any]] = {int(k): v for k, v in data.get("buckets", {}).items()}
         self.reserved: dict[str, int] = dict(data.get("reserved", {}))
         self.uploads: dict[str, dict[str, Any]] = dict(data.get("uploads", {}))
+        #: Evicted files whose chunks wait for a transfer under way to end: ``[size, until, chunks]``.
+        self.kept: dict[str, list[Any]] = dict(data.get("kept", {}))
 
     @property
     def bytes(self) -> int:
@@ -443,8 +488,10 @@ class Head:
 
     @property
     def used(self) -> int:
-        """Bytes counted against the budget: files, files being written, unfinished uploads."""
-        return self.bytes + sum(self.reserved.values()) + self.upload_reserved
+        """Bytes counted against the budget: files, files being written, unfinished uploads,
+        and evicted files whose chunks a transfer still reads."""
+        kept = sum(int(k[0]) for k in self.kept.values())
+        return self.bytes + sum(self.reserved.values()) + self.upload_reserved + kept
 
     def add(self, bucket_id: int, size: int, expires: float | None) -> None:
         entry = self.buckets.setdefault(bucket_id, [0, 0, expires])
@@ -487,6 +534,7 @@ class Head:
             "buckets": {str(k): v for k, v in self.buckets.items()},
             "reserved": self.reserved,
             "uploads": self.uploads,
+            "kept": self.kept,
         }
 
 

@@ -14,13 +14,15 @@ file forever.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..events import Events
+from ..exc import BackendUnavailableError
 from .keys import Keys
-from .ledger import Ledger
+from .ledger import Kept, Ledger
 from .records import FileRecord, read_record
 
 if TYPE_CHECKING:
@@ -28,13 +30,12 @@ if TYPE_CHECKING:
 
 __all__ = ["LEASE_MAX", "LEASE_SECONDS", "Lifecycle"]
 
-#: A transfer's lease on its file lasts this long (should its process die, the file is kept no longer).
-LEASE_SECONDS = 60.0
-#: A transfer renews its lease this often; when it ends, the lease runs out this long after.
-#: Another transfer of the same file renews it sooner than that, so one ending never leaves
-#: the other without.
-LEASE_RENEW = 2.0
-LEASE_END = 5.0
+#: A transfer's lease on its file lasts this long unless renewed (should its process die,
+#: the file is kept no longer).
+LEASE_SECONDS = 10.0
+#: A transfer renews its lease this often; when it ends, its lease goes at once (unless another
+#: transfer of the file renewed it since).
+LEASE_RENEW = 1.0
 #: No transfer keeps its file from eviction for longer than this.
 LEASE_MAX = 1800.0
 #: Chunks of files and uploads are probed up to this many (2**20 chunks are a TiB): bounded,
@@ -121,53 +122,90 @@ class Lifecycle:
 
     # -- eviction and leases ------------------------------------------------------------
 
-    def evict(self, token: str, reason: str) -> bool:
-        """Remove ``token`` for the budget, unless a transfer of it holds a lease; ``True`` if gone."""
+    def evict(self, token: str, reason: str) -> bool | Kept:
+        """Remove ``token`` for the budget, unless a transfer of it holds a lease.
+
+        The record goes first, so that no new transfer starts; a transfer that took its lease
+        meanwhile (it checks the record again after taking it) keeps the chunks until it ends:
+        they are :class:`Kept`, and go when :meth:`settle` finds the lease over.
+        """
         if self.leased(token):
             return False
         record = read_record(self.keys, token)
-        if record is not None:
-            self.purge_file(record)
-        else:
+        if record is None:
             self.keys.delete(self.keys.key(token, "m"))
+            return True
+        self.keys.delete(self.keys.key(token, "m"))
         self.events.emit(
             "evicted",
             token=token,
-            filename=record.filename if record else None,
-            size=record.size if record else None,
+            filename=record.filename,
+            size=record.size,
             detail="the store's byte budget",
         )
+        if self.leased(token):
+            groups = [[name, count] for name, count in record.chunk_groups()]
+            return Kept(record.size, time.time() + LEASE_MAX, groups)
+        self.purge_file(record)
+        return True
+
+    def settle(self, token: str, kept: Kept) -> bool:
+        """Remove the chunks of an evicted file once no transfer holds it; ``True`` if they went."""
+        if self.leased(token) and time.time() < kept.until:
+            return False
+        for name, count in kept.chunks:
+            self.purge_chunks(str(name), int(count))
+        self.keys.delete(self.keys.key(token, "l"))
         return True
 
     def leased(self, token: str) -> bool:
-        until = self.keys.get(self.keys.key(token, "l"))
+        value = self.keys.get(self.keys.key(token, "l"))
+        until, _, _ = value.partition(b" ") if isinstance(value, bytes) else (b"", b"", b"")
         try:
-            return isinstance(until, bytes) and float(until) > time.time()
+            return float(until) > time.time()
         except ValueError:
             return False
 
-    def leasing(self, record: FileRecord, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        """``chunks`` of ``record``, keeping it from eviction while they are read (with a budget)."""
-        if self.ledger.budget is None or record.inline is not None or not record.chunked:
+    def lease(self, token: str) -> str | None:
+        """Take a lease on ``token`` for a transfer about to read it (with a budget only, where
+        eviction could cut it); return the lease's id, or ``None`` without a budget."""
+        if self.ledger.budget is None:
+            return None
+        lease = secrets.token_hex(4)
+        try:
+            self._lease(token, lease)
+        except BackendUnavailableError:
+            # A file-system backend's write can lose a race with the eviction deleting the same
+            # key (cachelib stats the file it has just renamed): once more.
+            self._lease(token, lease)
+        return lease
+
+    def leasing(self, token: str, lease: str | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """``chunks``, renewing the transfer's lease as they are read; the lease ends with them."""
+        if lease is None:
             yield from chunks
             return
         started = renewed = time.time()
-        self._lease(record.token, started + LEASE_SECONDS)
         try:
             for chunk in chunks:
                 now = time.time()
                 if now - renewed > LEASE_RENEW and now - started < LEASE_MAX:
-                    self._lease(record.token, now + LEASE_SECONDS)
+                    with contextlib.suppress(BackendUnavailableError):  # the next renewal may do
+                        self._lease(token, lease)
                     renewed = now
                 yield chunk
         finally:
             with contextlib.suppress(Exception):  # the backend may be down: the lease runs out
-                self._lease(record.token, time.time() + LEASE_END)
+                value = self.keys.get(self.keys.key(token, "l"))
+                if isinstance(value, bytes) and value.endswith(lease.encode()):
+                    # Ours still: no other transfer renewed it since (they would, within a second).
+                    self.keys.delete(self.keys.key(token, "l"))
 
-    def _lease(self, token: str, until: float) -> None:
+    def _lease(self, token: str, lease: str) -> None:
         # The value says until when: a journal backend keeps the key past that (no time-to-live).
-        ttl = int(until - time.time()) + 1 if self.keys.profile.expiry == "native" else 0
-        self.keys.set(self.keys.key(token, "l"), f"{until:.3f}".encode(), max(ttl, 1) if ttl else 0)
+        until = time.time() + LEASE_SECONDS
+        ttl = int(LEASE_SECONDS) + 1 if self.keys.profile.expiry == "native" else 0
+        self.keys.set(self.keys.key(token, "l"), f"{until:.3f} {lease}".encode(), ttl)
 
     # -- sweeping -------------------------------------------------------------------------
 

@@ -13,12 +13,11 @@ from typing import Any
 
 from dash.development.base_component import Component
 
+from ..downloads import BUNDLE, SCRIPT
+
 __all__ = ["BUNDLE", "Upload", "_js_dist"]
 
-#: The built bundle, relative to the ``dfc_transform`` package.
-BUNDLE = "dash/component/dfc_upload.min.js"
-
-_js_dist = [{"relative_package_path": BUNDLE, "namespace": "dfc_transform"}]
+_js_dist = [SCRIPT]
 
 
 class Upload(Component):

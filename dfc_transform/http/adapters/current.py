@@ -9,19 +9,21 @@ where they come from depends on what runs the registration:
 2. a Dash callback on any other server (FastAPI), over HTTP: Dash's callback context has
    the cookies and a response adapter that sets cookies on the callback's answer; in a
    background job (another process) only the cookies Dash copied, and no answer to set
-   one on.
+   one on; over a WebSocket (Quart, FastAPI) the cookies the socket was opened with
+   (:data:`websocket_cookies`), and no answer either.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from ...exc import FileServeError
 from .. import session
 
-__all__ = ["current_owner", "script_root", "serving_multiprocess"]
+__all__ = ["current_owner", "script_root", "serving_multiprocess", "websocket_cookies"]
 
 # A session id made during one request, kept until its answer goes: several private files
 # of one callback must be bound to the same new session. Keyed by the object that stands
@@ -62,6 +64,11 @@ def current_owner() -> str:
     return session.digest(session_id)
 
 
+#: The cookies of the browser whose WebSocket the callback running now came over (Dash's
+#: callback context has none there): set when the socket connects, inherited by its callbacks.
+websocket_cookies: ContextVar[Mapping[str, str] | None] = ContextVar("dfc_websocket_cookies", default=None)
+
+
 def _dash_callback() -> tuple[Mapping[str, str], Any, SetCookie | None] | None:
     try:
         from dash import callback_context
@@ -69,6 +76,11 @@ def _dash_callback() -> tuple[Mapping[str, str], Any, SetCookie | None] | None:
         cookies = dict(callback_context.cookies or {})
     except Exception:  # not in a Dash callback
         return None
+    socket_cookies = websocket_cookies.get()
+    if socket_cookies is not None:
+        # Over a WebSocket: the cookies are the socket's, and no answer can set one (the page
+        # sets the session cookie when the app makes private files).
+        return {**socket_cookies, **cookies}, None, None
     try:
         answer = callback_context.response
     except Exception:  # a background job: no answer to set a cookie on

@@ -64,17 +64,24 @@ def to_flask(response: Response, environ: dict[str, Any]) -> WerkzeugResponse:
     return answer
 
 
-def add_routes(app: Flask, prefix: str, handle: Callable[[Request], Response], endpoint: str) -> None:
+def add_routes(
+    app: Flask,
+    prefix: str,
+    handle: Callable[[Request], Response],
+    endpoint: str,
+    route_base: str | None = None,
+) -> None:
     """Route ``<prefix>`` and everything under it to ``handle`` on a Flask app.
 
-    ``prefix`` is the route's path on the app (``/_dash-files``); URLs are built from it
-    under the request's ``SCRIPT_NAME``, so that an app mounted under a prefix works.
+    ``prefix`` is the route's path on the app (``/_dash-files``). ``route_base``: where URLs
+    start as browsers see them (a Dash app's prefix); ``None``: the route's path under the
+    request's ``SCRIPT_NAME``, so that an app mounted under a prefix works.
     """
     prefix = "/" + prefix.strip("/")
 
     def view(subpath: str = "") -> WerkzeugResponse:
-        route_base = request.script_root + prefix + "/"
-        return to_flask(handle(from_flask(request, subpath, route_base)), request.environ)
+        base = route_base if route_base is not None else request.script_root + prefix + "/"
+        return to_flask(handle(from_flask(request, subpath, base)), request.environ)
 
     methods = list(METHODS)
     app.add_url_rule(f"{prefix}/<path:subpath>", endpoint=endpoint, view_func=view, methods=methods)
