@@ -76,8 +76,15 @@ def _request() -> tuple[Any, str | None]:
             return quart_app._get_current_object(), quart_request.path  # type: ignore[attr-defined]
     except ImportError:  # Quart is an optional extra
         pass
-    # FastAPI, a WebSocket, a background job: the path Dash keeps in the callback context
-    # (on FastAPI a whole URL).
+    # FastAPI: Dash's request adapter (any app's reads the request being served now).
+    try:
+        backend = dash.get_app().backend
+        if getattr(backend, "server_type", None) == "fastapi" and backend.has_request_context():
+            return None, str(backend.request_adapter().path)
+    except Exception:  # no app, or no request of Dash's
+        pass
+    # A WebSocket, a background job: the path Dash keeps in the callback context (on FastAPI
+    # a whole URL).
     try:
         path = str(dash.callback_context.path or "")
     except Exception:  # not in a callback either
