@@ -35,8 +35,9 @@ class FileOptions:
     one_time: bool | None = None
     #: ``False`` lifts ``Content-Security-Policy: sandbox`` from types that are not known
     #: to be inert (HTML, SVG, XML, ...). Only for content you trust: script in it runs
-    #: with the app's origin.
-    sandbox: bool | None = None
+    #: with the app's origin. ``"allow-scripts"``: script runs, in an opaque origin that
+    #: cannot read the app's cookies or storage (what plotly figures as HTML get by default).
+    sandbox: bool | str | None = None
     #: ``True``: the URL opens only in the browser session that caused it (see
     #: :mod:`dfc_transform.session`); to anyone else it is a 404.
     private: bool | None = None
@@ -65,7 +66,7 @@ class OptionArgs(TypedDict, total=False):
     mime_type: str | None
     download: bool | None
     one_time: bool | None
-    sandbox: bool | None
+    sandbox: bool | str | None
     private: bool | None
 
 
@@ -77,4 +78,7 @@ def options_from(given: dict[str, Any], where: str) -> FileOptions:
             f"{where} got unknown option(s) {', '.join(map(repr, unknown))}; "
             f"the options are {', '.join(OPTION_NAMES)}"
         )
+    sandbox = given.get("sandbox")
+    if sandbox is not None and not isinstance(sandbox, bool) and sandbox != "allow-scripts":
+        raise InvalidOptionError(f"{where} got sandbox={sandbox!r}; it takes True, False or 'allow-scripts'")
     return FileOptions(**given)

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Unpack
 
 from . import http
@@ -219,7 +219,10 @@ class FileService:
                     f"several worker processes; {SHARED_BACKEND_ADVICE}"
                 )
             source = to_source(value, filename=options.filename, mime_type=options.mime_type)
-            record = self._new_record(source, options.over(self.defaults))
+            merged = options.over(self.defaults)
+            if options.sandbox is None and source.sandbox is not None:
+                merged = replace(merged, sandbox=source.sandbox)  # what the converter asks for its HTML
+            record = self._new_record(source, merged)
             return self.store.put(source, record, copy_path=self.copy_paths, max_size=self.settings.max_size)
         except FileServeError as err:
             self.events.emit("failed", detail=str(err.at(where)))
@@ -255,7 +258,7 @@ class FileService:
             filename=filename,
             download=bool(opts.download),
             one_time=bool(opts.one_time),
-            sandbox=bool(opts.sandbox),
+            sandbox=opts.sandbox if isinstance(opts.sandbox, str) else bool(opts.sandbox),
             created=now,
             expires=now + timeout if timeout else None,
             owner=self._owner() if opts.private else None,

@@ -7,8 +7,9 @@ name or mime type (``filename="wave.svg"``, ``mime_type="image/webp"``), else ea
 to the library's writer (``savefig``, ``Image.save``, ``to_excel``...). Nothing is written into a BytesIO
 first: the writer streams into the store.
 
-The plotly figure's HTML carries plotly.js, whose script runs only without the sandbox that HTML gets by
-default: ``sandbox=False``, for content we made ourselves. Its PNG goes through kaleido, which drives a
+The plotly figure's HTML is small (it loads the plotly.js the app serves for ``dcc.Graph``) and interactive:
+its script runs in an opaque origin (``Content-Security-Policy: sandbox allow-scripts``), which cannot read
+the app's cookies or storage. Its PNG goes through kaleido, which drives a
 Chrome or Chromium (found on PATH, or set ``BROWSER_PATH``); it has a button of its own because the first
 export starts that browser, which takes a few seconds.
 
@@ -246,7 +247,7 @@ def polars_frame(_clicks: int) -> tuple[pl.DataFrame, ...]:
 
 
 @app.callback(
-    FileOutput("plotly-html", "src", sandbox=False),  # our own figure: let plotly.js run
+    FileOutput("plotly-html", "src"),  # interactive, isolated: see the module's docstring
     Input("plotly", "n_clicks"),
     prevent_initial_call=True,
 )

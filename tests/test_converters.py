@@ -345,11 +345,14 @@ def test_plotly_figure_is_standalone_html_by_default(tmp_path: Any) -> None:
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
     text = response.data.decode("utf-8")
     assert text.lstrip().lower().startswith("<html") or text.lstrip().lower().startswith("<!doctype html")
-    assert '<script src="https://cdn' not in text  # plotly.js is inside: it works offline
+    # Registered outside a Dash callback: plotly.js is inside, it works offline.
+    assert '<script src="https://cdn' not in text
     assert "Plotly.newPlot" in text and len(response.data) > 1_000_000
     start = text.index("Plotly.newPlot(")
     data = json.JSONDecoder().raw_decode(text, text.index("[", start))[0]
     assert data[0]["x"] == [1, 2, 3] and data[0]["y"] == [30, 10, 20]
+    # Its script runs, sandboxed in an opaque origin.
+    assert response.headers["Content-Security-Policy"] == "sandbox allow-scripts"
 
 
 # plotly passes kaleido options that a running kaleido server does not take, and says so.

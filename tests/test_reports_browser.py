@@ -2,7 +2,8 @@
 
 Every picture must render in the page, and every served file must read back, with the library of its
 format, as the value the callback returned (the page fetches the bytes; the test parses them). The plotly
-HTML must draw its chart (plotly.js runs: the output is ``sandbox=False``); its PNG goes through kaleido.
+HTML must draw its chart and answer the mouse (plotly.js runs, sandboxed in an opaque origin that cannot
+read the app's cookies), and weigh little (it loads the app's plotly.js); its PNG goes through kaleido.
 Served like tests/test_browser.py serves the examples: imported by path, on a werkzeug server in-process.
 """
 
@@ -221,17 +222,41 @@ def check_polars(driver: Any, module: ModuleType) -> None:
 
 
 def check_plotly(driver: Any) -> None:
+    driver.add_cookie({"name": "secret", "value": "app-only", "path": "/"})
     click(driver, "plotly")
-    attribute(driver, "plotly-html", "src")
-    # plotly.js ran inside the iframe and drew the chart (same origin: the output is not sandboxed).
-    wait_until(
-        lambda: driver.execute_script(
-            "const d = document.getElementById('plotly-html').contentDocument;"
-            "return d && d.querySelectorAll('.main-svg .scatterlayer .trace').length === 2;"
-        ),
-        timeout=20,
-        message="the plotly chart was not drawn in its iframe",
-    )
+    url = attribute(driver, "plotly-html", "src")
+    name, body = fetch(driver, url)
+    assert name == "figure.html" and len(body) < 50_000  # plotly.js is loaded from the app, not inlined
+    assert b"/_dash-component-suites/plotly/" in body
+    # The app cannot look into the frame: it is another (opaque) origin.
+    assert driver.execute_script("return document.getElementById('plotly-html').contentDocument") is None
+    driver.switch_to.frame(driver.find_element(By.ID, "plotly-html"))
+    try:
+        # plotly.js ran inside the iframe and drew the chart, which answers the mouse ...
+        wait_until(
+            lambda: (
+                driver.execute_script("return document.querySelectorAll('.scatterlayer .trace').length") == 2
+            ),
+            timeout=20,
+            message="the plotly chart was not drawn in its iframe",
+        )
+        assert driver.execute_script("return typeof Plotly.relayout") == "function"
+        driver.execute_script(
+            "Plotly.relayout(document.querySelector('.js-plotly-plot'), {'title.text': 'moved'})"
+        )
+        title = "const t = document.querySelector('.gtitle'); return t ? t.textContent : '';"
+        wait_until(lambda: driver.execute_script(title) == "moved", timeout=10)
+        # ... and cannot read the app's cookies or storage.
+        seen = driver.execute_script(
+            "try { return document.cookie; } catch (e) { return 'refused: ' + e.name; }"
+        )
+        assert "secret" not in seen, seen
+        storage = driver.execute_script(
+            "try { return String(window.localStorage.length); } catch (e) { return 'refused'; }"
+        )
+        assert storage == "refused", storage
+    finally:
+        driver.switch_to.default_content()
     click(driver, "plotly-png-button")
     state = rendered_image(driver, "plotly-png", timeout=90)  # kaleido starts a Chromium first
     assert (state["width"], state["height"]) == (600, 300)

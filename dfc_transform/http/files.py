@@ -180,7 +180,8 @@ def file_headers(record: FileRecord, last_modified: datetime) -> list[tuple[str,
         # stylesheet, types nobody listed) could read the app's cookies and call its
         # callbacks; the sandbox gives it a null origin. Only known-inert types go without;
         # an attachment is saved, never rendered.
-        headers.append(("Content-Security-Policy", "sandbox"))
+        policy = "sandbox" if record.sandbox is True else f"sandbox {record.sandbox}"
+        headers.append(("Content-Security-Policy", policy))
     return headers
 
 

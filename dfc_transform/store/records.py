@@ -49,7 +49,9 @@ class FileRecord:
     filename: str
     download: bool
     one_time: bool
-    sandbox: bool
+    #: ``True``: ``Content-Security-Policy: sandbox`` for active types shown inline; a string
+    #: adds its allowances (``"allow-scripts"``); ``False``: none.
+    sandbox: bool | str
     created: float
     #: Unix time after which the file is gone; ``None``: kept until evicted.
     expires: float | None

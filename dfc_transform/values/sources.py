@@ -93,6 +93,8 @@ class Source:
     name_hint: str | None = None
     #: ``utf-8`` for text that we encoded.
     charset: str | None = None
+    #: How the converter that made it asks for it to be sandboxed, when the options do not say.
+    sandbox: str | None = None
 
     def chunks(self, size: int) -> Iterator[bytes | memoryview]:
         """Yield the content in pieces of exactly ``size`` bytes (the last may be shorter)."""
@@ -216,7 +218,9 @@ def _converted(
         ) from err
     if isinstance(result, Written):
         result.configure(writer)
-        return Source("writer", stream=result, name_hint=result.name, charset=result.charset)
+        return Source(
+            "writer", stream=result, name_hint=result.name, charset=result.charset, sandbox=result.sandbox
+        )
     if writer:
         raise UnsupportedValueError(
             f"writer options ({', '.join(sorted(writer))}) were given, but the converter of "

@@ -94,21 +94,26 @@ def ndarray(array: Any, fmt: str | None) -> Written:
 
 
 def plotly_figure(fig: Any, fmt: str | None) -> Written:
-    """A plotly ``Figure``: standalone HTML by default; PNG, SVG, PDF, JPEG, WEBP through kaleido.
+    """A plotly ``Figure``: interactive HTML by default; PNG, SVG, PDF, JPEG, WEBP through kaleido.
 
-    The HTML carries plotly.js (``include_plotlyjs=True``), so it works offline; it is
-    served sandboxed like all HTML: its script runs only with ``sandbox=False`` (trusted
-    content). Writer options go to ``write_html`` or ``to_image`` (``width``, ``scale``).
-    A dict with ``data`` and ``layout`` is not taken for a figure: wrap it in ``Figure(d)``.
+    The HTML is small: it loads the plotly.js the Dash app already serves for ``dcc.Graph``
+    (from the CDN when the app serves its scripts from there) instead of carrying its 4.8 MB;
+    outside a Dash callback, or with ``writer={"include_plotlyjs": True}``, it carries it. It is
+    served with ``Content-Security-Policy: sandbox allow-scripts``: the figure's script runs,
+    in an opaque origin that cannot read the app's cookies or storage (``sandbox=True`` on
+    the file turns scripts off, ``sandbox=False`` lifts the sandbox). Writer options go to
+    ``write_html`` or ``to_image`` (``width``, ``scale``). A dict with ``data`` and ``layout``
+    is not taken for a figure: wrap it in ``Figure(d)``.
     """
     chosen = resolve(fig, fmt, "html", ("html", "png", "svg", "pdf", "jpeg", "webp"))
     if chosen == "html":
+        plotlyjs = _served_plotlyjs()
 
         def write_html(sink: IO[bytes], **options: Any) -> None:
             with text_sink(sink, options.pop("encoding", "utf-8")) as text:
-                fig.write_html(text, **{"include_plotlyjs": True, "full_html": True, **options})
+                fig.write_html(text, **{"include_plotlyjs": plotlyjs, "full_html": True, **options})
 
-        return _written(fig, write_html, fmt, chosen, "figure", charset="utf-8")
+        return _written(fig, write_html, fmt, chosen, "figure", charset="utf-8", sandbox="allow-scripts")
     if not installed("kaleido"):
         raise UnsupportedValueError(f"writing a {type_name(fig)} as {chosen} needs {_KALEIDO}")
 
@@ -117,3 +122,20 @@ def plotly_figure(fig: Any, fmt: str | None) -> Written:
 
     # kaleido hands the picture over whole (its browser renders it): no thread of ours to stream it.
     return _written(fig, write_image, fmt, chosen, "figure", spool=True)
+
+
+def _served_plotlyjs() -> str | bool:
+    """Where the Dash app whose callback runs now has the plotly.js of ``dcc.Graph``; ``True``
+    (carry it) outside a callback."""
+    try:
+        import dash
+
+        dash.callback_context.outputs_list  # noqa: B018 - raises outside a callback
+        app = dash.get_app()
+    except Exception:  # no Dash callback: the HTML stands alone
+        return True
+    if not app.config.serve_locally:
+        from plotly.offline import get_plotlyjs_version
+
+        return f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+    return str(app.get_relative_path("/_dash-component-suites/plotly/package_data/plotly.min.js"))

@@ -55,6 +55,8 @@ class Written:
     :param spool: write into a spool in the caller's thread instead of through the pipe
         (a writer that seeks, or one that must stay in the caller's thread).
     :param charset: the text encoding of the content (``utf-8``), ``None`` for binary.
+    :param sandbox: how HTML it makes is to be sandboxed when the file's options do not say
+        (``"allow-scripts"``: its own script runs, in an opaque origin).
     :param options: keyword arguments for ``write``; the value's ``writer`` options are
         added to them by :meth:`configure`.
     """
@@ -67,9 +69,11 @@ class Written:
         what: str,
         spool: bool = False,
         charset: str | None = None,
+        sandbox: str | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
         self.write = write
+        self.sandbox = sandbox
         self.name = name
         self.what = what
         self.spool = spool
