@@ -25,6 +25,7 @@ __all__ = ["EVENT_KINDS", "EventKind", "Events", "FileEvent", "Hook"]
 logger = logging.getLogger("dfc_transform")
 
 EventKind = Literal[
+    "inlined",  # a small file went into the output as a data: URI instead of being stored
     "registered",  # a file was stored (or, with the same content and options, found and renewed)
     "deduplicated",  # ... and it was the same content: no second copy
     "served",  # a GET answered 200 (HEAD too)

@@ -41,6 +41,10 @@ class FileOptions:
     #: ``True``: the URL opens only in the browser session that caused it (see
     #: :mod:`dfc_transform.session`); to anyone else it is a 404.
     private: bool | None = None
+    #: Files smaller than this many bytes go out as ``data:`` URIs, not stored (see
+    #: :mod:`dfc_transform.values.inline` for where); ``0`` never. ``None``: the transform's
+    #: ``inline_below``, for the ``src`` of pictures, sounds and videos only.
+    inline_below: int | None = None
 
     def over(self, defaults: FileOptions) -> FileOptions:
         """These options, with unset ones taken from ``defaults``."""
@@ -68,6 +72,7 @@ class OptionArgs(TypedDict, total=False):
     one_time: bool | None
     sandbox: bool | str | None
     private: bool | None
+    inline_below: int | None
 
 
 def options_from(given: dict[str, Any], where: str) -> FileOptions:
@@ -78,6 +83,9 @@ def options_from(given: dict[str, Any], where: str) -> FileOptions:
             f"{where} got unknown option(s) {', '.join(map(repr, unknown))}; "
             f"the options are {', '.join(OPTION_NAMES)}"
         )
+    inline = given.get("inline_below")
+    if inline is not None and (not isinstance(inline, int) or isinstance(inline, bool) or inline < 0):
+        raise InvalidOptionError(f"{where} got inline_below={inline!r}; it takes a number of bytes >= 0")
     sandbox = given.get("sandbox")
     if sandbox is not None and not isinstance(sandbox, bool) and sandbox != "allow-scripts":
         raise InvalidOptionError(f"{where} got sandbox={sandbox!r}; it takes True, False or 'allow-scripts'")

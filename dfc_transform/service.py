@@ -48,6 +48,7 @@ from .store import (
     warn_on_count_pruning,
 )
 from .values import File, Source, to_source
+from .values.inline import data_uri, may_inline, send_dict
 
 __all__ = ["FileService", "Stats", "app_namespace"]
 
@@ -199,30 +200,66 @@ class FileService:
         """Store ``value`` (anything a ``FileOutput`` accepts) and return its URL.
 
         The options (``filename``, ``mime_type``, ``download``, ``one_time``, ``sandbox``,
-        ``private``) are described in :class:`~dfc_transform.options.FileOptions`.
+        ``private``, ``inline_below``) are described in :class:`~dfc_transform.options.FileOptions`.
+        Only with ``inline_below`` given may the answer be a ``data:`` URI (where it will go is
+        not known here).
         """
-        return self.url_for(self.add(value, options_from(dict(options), "register()")))
+        url = self.output_for(value, options_from(dict(options), "register()"))
+        assert isinstance(url, str)  # a dict only for a ``data`` property
+        return url
 
     def add(self, value: Any, options: FileOptions, *, where: str = "") -> FileRecord:
         """Store ``value`` with ``options`` (a :class:`File` may override them); return the record.
 
         Errors are :class:`FileServeError` naming ``where`` (the callback and output).
         """
+        stored = self._serve(value, options, where=where, prop=None, inline=False)
+        assert isinstance(stored, FileRecord)
+        return stored
+
+    def output_for(
+        self, value: Any, options: FileOptions, *, where: str = "", prop: str | None = None
+    ) -> str | dict[str, Any]:
+        """What to put at property ``prop`` of a component for ``value``: the URL of the stored
+        file, or for a small one the file itself (see :mod:`.values.inline`): a ``data:`` URI,
+        or at a ``data`` property what ``dcc.send_bytes`` gives a ``dcc.Download``."""
+        stored = self._serve(value, options, where=where, prop=prop, inline=True)
+        if isinstance(stored, FileRecord):
+            return self.url_for(stored)
+        content, record = stored
+        if prop == "data":
+            return send_dict(content, record.filename, record.mime_type)
+        return data_uri(content, record.mime_type)
+
+    def _serve(
+        self, value: Any, options: FileOptions, *, where: str, prop: str | None, inline: bool
+    ) -> FileRecord | tuple[bytes, FileRecord]:
+        """Store ``value`` and give its record; or, with ``prop`` given and the file small,
+        give its content and the record it would have had (see :mod:`.values.inline`)."""
         try:
             if isinstance(value, File):
                 options = value.options.over(options)
                 value = value.data
-            if self.per_process and current.serving_multiprocess():
-                # Another worker would answer the GET and not find the file: fail now, loudly.
-                raise FileServeError(
-                    f"the {self.store.backend_name} keeps files in this process, but this server runs "
-                    f"several worker processes; {SHARED_BACKEND_ADVICE}"
-                )
             source = to_source(value, filename=options.filename, mime_type=options.mime_type)
             merged = options.over(self.defaults)
             if options.sandbox is None and source.sandbox is not None:
                 merged = replace(merged, sandbox=source.sandbox)  # what the converter asks for its HTML
             record = self._new_record(source, merged)
+            limit = self.settings.inline_below if merged.inline_below is None else merged.inline_below
+            asked = merged.inline_below is not None
+            if inline and limit and may_inline(record.mime_type, prop, asked=asked, one_time=record.one_time):
+                content, source = source.take(limit - 1)
+                if content is not None:
+                    source.release()
+                    self.events.emit("inlined", filename=record.filename, size=len(content))
+                    return content, record
+            if self.per_process and current.serving_multiprocess():
+                # Another worker would answer the GET and not find the file: fail now, loudly.
+                source.release()
+                raise FileServeError(
+                    f"the {self.store.backend_name} keeps files in this process, but this server runs "
+                    f"several worker processes; {SHARED_BACKEND_ADVICE}"
+                )
             return self.store.put(source, record, copy_path=self.copy_paths, max_size=self.settings.max_size)
         except FileServeError as err:
             self.events.emit("failed", detail=str(err.at(where)))

@@ -25,6 +25,9 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 3600
+#: Files below this size go into a picture's ``src`` as data: URIs (chosen by measurement:
+#: docs/performance.md).
+DEFAULT_INLINE_BELOW = 32 * 1024
 SENDFILE_HEADERS = ("X-Sendfile", "X-Accel-Redirect")
 _NAMESPACE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -65,6 +68,9 @@ class Settings:
     :param min_free_space: on a store on this host's disk, refuse a write that would leave
         fewer bytes free. ``None``: 64 MiB or 1% of the file system, whichever is larger;
         ``0``: no check.
+    :param inline_below: files a callback returns to the ``src`` of a picture, a sound or a
+        video that are smaller than this many bytes go into the output as ``data:`` URIs: one
+        request instead of two (see :mod:`dfc_transform.values.inline`); ``0`` never.
     """
 
     timeout: int = DEFAULT_TIMEOUT
@@ -81,6 +87,7 @@ class Settings:
     max_upload_bytes_per_session: int | None = None
     upload_idle_timeout: int = 600
     min_free_space: int | None = None
+    inline_below: int = DEFAULT_INLINE_BELOW
 
     def __post_init__(self) -> None:
         for name in (
@@ -89,9 +96,10 @@ class Settings:
             "max_upload_bytes",
             "max_upload_bytes_per_session",
             "min_free_space",
+            "inline_below",
         ):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 0):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"{name} must be a number of bytes >= 0 or None, got {value!r}")
         if not isinstance(self.upload_idle_timeout, int) or self.upload_idle_timeout < 1:
             raise ValueError(
@@ -131,6 +139,7 @@ class SettingArgs(TypedDict, total=False):
     max_upload_bytes_per_session: int | None
     upload_idle_timeout: int
     min_free_space: int | None
+    inline_below: int
 
 
 def settings_from(given: dict[str, Any], where: str) -> Settings:

@@ -136,12 +136,18 @@ def inp(ident: Any, prop: str, value: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def make_app(backend: Any) -> Iterator[Callable[..., tuple[DashProxy, FileServeTransform]]]:
-    """Build a DashProxy with a FileServeTransform on the parametrised backend."""
+    """Build a DashProxy with a FileServeTransform on the parametrised backend.
+
+    Small files are stored, not inlined (``inline_below=0``), unless a test asks: these
+    tests are about what is stored and served."""
 
     def factory(**kwargs: Any) -> tuple[DashProxy, FileServeTransform]:
         transform_kwargs = {
-            k: kwargs.pop(k) for k in ("timeout", "max_size", "chunk_size", "copy_paths") if k in kwargs
+            k: kwargs.pop(k)
+            for k in ("timeout", "max_size", "chunk_size", "copy_paths", "inline_below")
+            if k in kwargs
         }
+        transform_kwargs.setdefault("inline_below", 0)
         transform = FileServeTransform(kwargs.pop("backend", backend), **transform_kwargs)
         app = DashProxy(__name__, transforms=[transform], **kwargs)
         app.layout = html.Div()

@@ -121,6 +121,9 @@ def _download_url(answer: dict[str, Any], ident: Any = "dl") -> str:
     url = answer["response"][key]["data"]
     assert isinstance(url, str) and "/_dash-files/" in url, url
     assert not answer.get("sideUpdate"), answer  # no hidden component was set
+    # Each answer is a new value (so that the same file twice saves twice), by its fragment.
+    url, _, fragment = url.partition("#")
+    assert fragment
     return url
 
 
@@ -220,7 +223,7 @@ def test_with_every_dash_extensions_transform(
     name: str, ours_first: bool, shape: str, tmp_path: Path, store: Any
 ) -> None:
     case = CASES[name]
-    ours, theirs = FileServeTransform(store), case.make(tmp_path)
+    ours, theirs = FileServeTransform(store, inline_below=0), case.make(tmp_path)
     app = DashProxy(__name__, transforms=[ours, theirs] if ours_first else [theirs, ours])
     app.layout = html.Div(
         [
@@ -592,7 +595,8 @@ def test_the_data_of_other_components_gets_the_url(layout: str, store: Any) -> N
 
     c = Client(app)
     answer = c.fire(c.dep("store.data"))
-    url = answer["response"]["store"]["data"]
+    url, _, fragment = answer["response"]["store"]["data"].partition("#")
+    assert fragment  # a new value at each answer, as at a Download's data
     assert url.endswith("/kept.json") and c.get(url).data == b"{}"
     assert c.get(url).headers["Content-Disposition"].startswith("inline")
     assert c.get(_download_url(answer)).data == b"[]"

@@ -7,6 +7,7 @@ left as it is. ``None`` and ``no_update`` pass through; an ``ALL`` output takes 
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import dash
@@ -49,5 +50,10 @@ def _convert(service: FileService, plan: Plan, value: Any, spec: Any) -> Any:
 def _store(service: FileService, plan: Plan, value: Any, output: FileOutput, label: str) -> Any:
     if value is None or isinstance(value, _NO_UPDATE):
         return value
-    record = service.add(value, output.file_options, where=f"callback {plan.name}, output {label}")
-    return service.url_for(record)
+    where = f"callback {plan.name}, output {label}"
+    url = service.output_for(value, output.file_options, where=where, prop=output.component_property)
+    if output.component_property == "data" and isinstance(url, str):
+        # A Download saves when its data changes: the same file twice must still be a new
+        # value, as each dcc.send_* answer is (the fragment never reaches the server).
+        url += "#" + secrets.token_hex(4)
+    return url

@@ -174,6 +174,9 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
                 callback.f = inputs.wrap_inputs(
                     callback.f, callback.inputs.structure, self._service_now, name_of(callback.f)
                 )
+                # Uploads are private by default: the page must give the browser its session
+                # before the first callback (a WebSocket callback sees no cookie set later).
+                self.service.uses_private = True
             if getattr(callback.f, MARK, None) is None:  # not yet wrapped by the transform of another app
                 callback.f = wrap(callback.f, self._plan(callback), _after_callback)
             for output in callback.outputs:

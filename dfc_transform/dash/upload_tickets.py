@@ -40,6 +40,8 @@ def ticket_props(
     service = service_of_app(app) if app is not None else None
     if service is None:
         return None
+    if private:
+        service.uses_private = True  # pages then give browsers a session (see .session)
     try:
         token = Tickets(service.store).issue(
             component_id, max_size=max_size, accept=accept, private=private, idle=idle_timeout

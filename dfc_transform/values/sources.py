@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Unpack
@@ -96,7 +96,7 @@ class Source:
     #: How the converter that made it asks for it to be sandboxed, when the options do not say.
     sandbox: str | None = None
 
-    def chunks(self, size: int) -> Iterator[bytes | memoryview]:
+    def chunks(self, size: int) -> Generator[bytes | memoryview, None, None]:
         """Yield the content in pieces of exactly ``size`` bytes (the last may be shorter)."""
         if self.buffer is not None:
             for start in range(0, len(self.buffer), size):
@@ -113,6 +113,23 @@ class Source:
         else:
             yield from _read_exact(read, size)
 
+    def take(self, limit: int) -> tuple[bytes | None, Source]:
+        """The whole content if it is at most ``limit`` bytes (else ``None``), and the source to
+        store otherwise: the same content, what was read to find out put back in front."""
+        if self.buffer is not None:
+            return (bytes(self.buffer) if len(self.buffer) <= limit else None), self
+        if self.path is not None:
+            if self.path.stat().st_size > limit:
+                return None, self
+            content = self.path.read_bytes()
+            return (content if len(content) <= limit else None), self
+        pieces = self.chunks(limit + 1)
+        head = bytes(next(pieces, b""))
+        if len(head) <= limit:
+            pieces.close()
+            return head, self
+        return None, replace(self, kind="stream", stream=_Resumed(head, pieces, self))
+
     def release(self) -> None:
         """Let go of the value once it is stored: a borrowed buffer is released (a BytesIO
         cannot grow while it is lent), a file object is closed (its content is in the store)."""
@@ -122,6 +139,33 @@ class Source:
             close = getattr(self.stream, "close", None)
             if callable(close):
                 close()
+
+
+class _Resumed:
+    """A stream's content after ``head`` was read from it: ``head``, then the rest."""
+
+    def __init__(self, head: bytes, rest: Iterator[bytes | memoryview], source: Source) -> None:
+        self._pending = head
+        self._rest = rest
+        self._source = source
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending:
+            piece = next(self._rest, None)
+            if piece is None:
+                return b""
+            self._pending = bytes(piece)
+        if size < 0 or size >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def close(self) -> None:
+        close = getattr(self._rest, "close", None)
+        if callable(close):
+            close()
+        self._source.release()
 
 
 def _read_exact(read: Any, size: int) -> Iterator[bytes]:

@@ -24,7 +24,8 @@ function nameOf(url) {
 
 function save(url) {
     const link = document.createElement("a");
-    link.href = url + (url.includes("?") ? "&" : "?") + "download=1";
+    const bare = url.split("#")[0]; // the fragment only makes each answer a new value
+    link.href = bare + (bare.includes("?") ? "&" : "?") + "download=1";
     link.download = nameOf(url);
     link.style.display = "none";
     document.body.appendChild(link);
@@ -39,8 +40,12 @@ function wrap(library) {
     const Original = library.Download;
     function Download(props) {
         const url = typeof props.data === "string" ? props.data : null;
+        // As dcc.Download: save when `data` changes, never when the component is first drawn
+        // (a tab shown again, a row added, a page revisited must not save the last file again).
+        const drawn = React.useRef(false);
         React.useEffect(() => {
-            if (url) save(url);
+            if (drawn.current && url) save(url);
+            drawn.current = true;
         }, [props.data]);
         return React.createElement(Original, url ? {...props, data: null} : props);
     }
