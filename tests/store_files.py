@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dfc_transform.store.backends import BytesFileSystemCache
+from dfc_transform.store.filecache import BytesFileSystemCache
 from dfc_transform.store.namespaces import REGISTRY_KEY
 
 
 def file_entries(store: Path, namespace: str = "") -> list[str]:
     """The entries of ``<store>/files`` but the store's token key, ledger and registry of
-    namespaces, which stay."""
+    namespaces, which stay, and the empty temp files made ahead for writes (see
+    ``dfc_transform.store.filecache``)."""
     files = store / "files"
     if not files.is_dir():
         return []
@@ -19,4 +20,5 @@ def file_entries(store: Path, namespace: str = "") -> list[str]:
     prefix = f"dfc:{namespace}:" if namespace else "dfc:"
     state = {os.path.basename(cache._get_filename(prefix + key)) for key in ("hmac-key", "ledger")}
     state.add(os.path.basename(cache._get_filename(REGISTRY_KEY)))
-    return sorted(name for name in os.listdir(files) if name not in state)
+    suffix = cache._fs_transaction_suffix
+    return sorted(name for name in os.listdir(files) if name not in state and not name.endswith(suffix))

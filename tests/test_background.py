@@ -112,9 +112,8 @@ def test_cancelled_job_leaves_no_orphans_after_its_lifetime(
     app = _app(tmp_path, steps=1, pause=0)
     c = DashClient(app)
     _, handles = _start(c, 99)
-    files = store / "files"
     end = time.monotonic() + 30
-    while len(os.listdir(files)) < 5:  # the job is writing chunks
+    while len(file_entries(store)) < 5:  # the job is writing chunks
         assert time.monotonic() < end, "the job wrote nothing"
         time.sleep(0.05)
     cancel = next(i for i, d in enumerate(c.deps) if d["output"] == "cancel.id")

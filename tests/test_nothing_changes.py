@@ -84,6 +84,7 @@ for backend in ("flask", "quart", "fastapi"):
     assert not dash.hooks.get_hooks("setup") and not dash.hooks.get_hooks("websocket_connect")
 flask_app = dash.Dash(__name__)
 flask_app.layout = html.Div("plain")
+assert getattr(flask_app.server.wsgi_app, "__func__", None) is type(flask_app.server).wsgi_app  # not wrapped
 page = flask_app.server.test_client().get("/").get_data(as_text=True)
 assert "dfc_transform" not in page, page  # no script of ours on its pages
 print("unchanged")

@@ -17,13 +17,13 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from cachelib import FileSystemCache, MemcachedCache, NullCache, SimpleCache
-from cachelib.serializers import FileSystemSerializer
 
 from ..exc import FileServeError
 from .expiry import GRACE, DirectoryJournal, ExpiryJournal, MemoryJournal
+from .filecache import BytesFileSystemCache
 
 __all__ = [
     "CacheLike",
@@ -101,25 +101,6 @@ def default_backend(directory: str | os.PathLike[str] | None = None) -> BytesFil
     """
     path = _own_directory(Path(directory) if directory is not None else default_cache_dir())
     return BytesFileSystemCache(str(path / "files"), threshold=0, default_timeout=0, mode=0o600)
-
-
-class _BytesSerializer(FileSystemSerializer):
-    """Writes bytes as they are and reads them back as bytes: no pickle either way."""
-
-    def dump(self, value: Any, f: IO[bytes], protocol: int = 0) -> None:
-        if not isinstance(value, bytes):
-            raise TypeError(f"the default store keeps bytes only, not {type(value).__name__}")
-        f.write(value)
-
-    def load(self, f: Any) -> bytes:
-        data: bytes = f.read()  # already bytes: no copy of a chunk
-        return data
-
-
-class BytesFileSystemCache(FileSystemCache):
-    """The default store: a ``FileSystemCache`` for bytes only, never unpickling what it reads."""
-
-    serializer = _BytesSerializer()
 
 
 def unwrap(backend: Any) -> Any:

@@ -7,7 +7,6 @@ read, and the server closes them when the client goes away.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -19,6 +18,7 @@ from werkzeug.wsgi import wrap_file
 
 from .. import session
 from ..messages import FileBody, Headers, Request, Response
+from .wsgi import FileRoute, framework_free, whole_file
 
 __all__ = ["add_routes", "from_flask", "install_session_cookie", "to_flask"]
 
@@ -47,7 +47,7 @@ def to_flask(response: Response, environ: dict[str, Any]) -> WerkzeugResponse:
     """A Werkzeug response that sends the core's ``response``."""
     body = response.body
     if isinstance(body, FileBody):
-        if body.start == 0 and body.stop == _size_of(body.file):
+        if whole_file(body):
             # wrap_file lets the WSGI server use sendfile: no copy through Python.
             body.file.seek(0)
             iterable: Any = wrap_file(environ, body.file, buffer_size=body.block)
@@ -87,6 +87,8 @@ def add_routes(
     app.add_url_rule(f"{prefix}/<path:subpath>", endpoint=endpoint, view_func=view, methods=methods)
     for rule in (prefix, prefix + "/"):
         app.add_url_rule(rule, endpoint=f"{endpoint}{rule[-1]}", view_func=view, methods=methods)
+    # The GETs of files skip Flask's per-request work while no one else's hooks want to run.
+    app.wsgi_app = FileRoute(app.wsgi_app, prefix, handle, route_base, lambda: framework_free(app))  # type: ignore[method-assign]
 
 
 class _Body:
@@ -100,10 +102,6 @@ class _Body:
             return self._stream.read(size)
         except ClientDisconnected:
             return b""
-
-
-def _size_of(f: IO[bytes]) -> int:
-    return os.fstat(f.fileno()).st_size
 
 
 def install_session_cookie(app: Flask, wanted: Callable[[], bool]) -> None:
