@@ -20,6 +20,7 @@ from .dash.transform import FileServeTransform
 from .dash.uploaded import UploadedFile
 from .exc import FileServeError
 from .service import FileService
+from .store.s3 import S3Store
 from .values import File, register_converter
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ __all__ = [
     "FileServeTransform",
     "FileService",
     "FileState",
+    "S3Store",
     "Upload",
     "UploadedFile",
     "__version__",

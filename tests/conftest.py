@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from flask.testing import FlaskClient
 
 from dfc_transform import FileServeTransform
 
-from .servers import Gunicorn, MemcachedServer, RedisServer
+from .servers import Gunicorn, MemcachedServer, RedisServer, SeaweedServer
 
 #: The backends every core test runs on; the backend contract suite adds servers.
 LOCAL_BACKENDS = ["simple", "filesystem"]
@@ -77,6 +78,23 @@ def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memca
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """A real S3 store (SeaweedFS's ``weed mini``) on free ports of 127.0.0.1 for the session."""
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(seaweed_server: SeaweedServer) -> str:
+    """A fresh bucket of the session's S3 store, for one test."""
+    return seaweed_server.make_bucket(f"t-{uuid.uuid4().hex[:16]}")
 
 
 class DashClient:

@@ -41,7 +41,9 @@ ROUTE_NAME = "_dash-files"
 
 logger = logging.getLogger(__name__)
 
-_EVENT_OF_STATUS: dict[int, EventKind] = {200: "served", 206: "partial", 304: "not_modified"}
+_EVENT_OF_STATUS: dict[int, EventKind] = {200: "served", 206: "partial", 304: "not_modified", 307: "served"}
+#: How long a browser may keep a redirect to a presigned URL (which works for longer).
+REDIRECT_MAX_AGE = 60
 _NOT_FOUND = "Not found: no such file, or it has expired."
 
 
@@ -105,6 +107,9 @@ def _respond(
         return plain(412, "Precondition failed: If-Match or If-Unmodified-Since does not hold.")
     if not_modified(request.headers, etag, last_modified):
         return Response(304, headers)
+    redirect = _redirect(store, record, headers)
+    if redirect is not None:
+        return redirect
 
     size = record.size
     span = None if record.one_time else requested_span(request.headers, size, etag, last_modified)
@@ -142,6 +147,25 @@ def _respond(
     if record.one_time and not isinstance(body, bytes):
         body = _deliver_once(body.chunks() if isinstance(body, FileBody) else body, store, record)
     return Response(status, headers, body, length=stop - start)
+
+
+def _redirect(store: ChunkStore, record: FileRecord, headers: list[tuple[str, str]]) -> Response | None:
+    """A 307 to a presigned URL of the bucket that holds the file, where that is safe.
+
+    Not for a one-time file (a presigned URL can be replayed until it expires), nor for active
+    content shown inline (the bucket's answer would not carry our CSP sandbox): those are
+    served through the app. Ranges and conditional requests then go to the bucket.
+    """
+    if record.one_time or any(name == "Content-Security-Policy" for name, _ in headers):
+        return None
+    url = store.presigned_url(record, dict(headers))
+    if url is None:
+        return None
+    return Response(
+        307,
+        [("Location", url), ("Cache-Control", f"private, max-age={REDIRECT_MAX_AGE}"), *SAFETY_HEADERS],
+        b"",
+    )
 
 
 def wants_download(query: Mapping[str, str]) -> bool:

@@ -10,7 +10,9 @@
 - :mod:`.lifecycle`: removal, expiry and eviction;
 - :mod:`.listing`: the files a store holds;
 - :mod:`.ledger`: sizes and ages of every file and upload, the byte budget;
-- :mod:`.expiry`: the journal that removes expired files from backends that do not.
+- :mod:`.expiry`: the journal that removes expired files from backends that do not;
+- :mod:`.filecache`: the default store's cache on disk;
+- :mod:`.s3`, :mod:`.s3_journal`: files in an S3 bucket, one object each.
 """
 
 from __future__ import annotations

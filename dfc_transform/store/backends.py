@@ -24,6 +24,8 @@ from cachelib import FileSystemCache, MemcachedCache, NullCache, SimpleCache
 from ..exc import FileServeError
 from .expiry import GRACE, DirectoryJournal, ExpiryJournal, MemoryJournal
 from .filecache import BytesFileSystemCache
+from .s3 import S3Store
+from .s3_journal import S3Journal
 
 __all__ = [
     "CacheLike",
@@ -75,6 +77,9 @@ class Profile:
     disk: Path | None = None
     #: A memcached server: it reports being down as a miss, never as an error.
     memcached: bool = False
+    #: Object storage: each file is one object, written in parts and read in ranges, and may
+    #: be handed out as a presigned URL (see :mod:`.s3`).
+    blobs: S3Store | None = None
 
 
 def default_cache_dir() -> Path:
@@ -140,6 +145,16 @@ def profile_of(backend: Any, *, chunk_size: int | None = None) -> Profile:
             claims_dir=home / "claims",
             lock_dir=home,
             disk=Path(backend._path),
+        )
+    if isinstance(backend, S3Store):
+        return Profile(
+            name=backend.label,
+            chunk_size=size,
+            per_process=False,
+            host_local=False,
+            expiry="journal",
+            journal=S3Journal(backend, grace=GRACE),
+            blobs=backend,
         )
     if isinstance(backend, SimpleCache):
         return Profile(

@@ -189,7 +189,12 @@ class ChunkStore:
         noted = record.token  # known now for one-time files and buffers: the journal names it
         # Noted before the first chunk: an interrupted write is swept too.
         self.lifecycle.note(storage, record.expires, noted)
-        size, digest = self._write_chunks(source, storage, max_size, record.size if record.path else None)
+        known = record.size if record.path else None
+        if self.profile.blobs is not None:
+            size, digest = self._write_blob(source, storage, max_size, known)
+            record = replace(record, blob=True)
+        else:
+            size, digest = self._write_chunks(source, storage, max_size, known)
         if record.path is not None and size != record.size:
             raise FileServeError(
                 f"file {record.path!r} changed size while it was read ({record.size} -> {size} bytes)"
@@ -210,33 +215,35 @@ class ChunkStore:
         self, source: Source, storage: str, max_size: int | None, known: int | None
     ) -> tuple[int, bytes]:
         """Write the content chunk by chunk; return its size and SHA-256."""
-        digest = hashlib.sha256()
-        written = size = reserved = 0
-        evict = self.lifecycle
         keys = self.keys
-        if self.ledger.budget is None:
-            reserved = _UNLIMITED  # nothing to hold back without a budget
-        elif known is not None or source.buffer is not None:
-            reserved = known if known is not None else len(source.buffer or b"")
-            _check_size(reserved, max_size)
-            self.ledger.reserve(storage, reserved, evict)
-        for piece in source.chunks(self.chunk_size):
-            size += len(piece)
-            _check_size(size, max_size)
-            if size > reserved:
-                more = max(size - reserved, _RESERVE_CHUNKS * self.chunk_size)
-                self.ledger.reserve(storage, more, evict)
-                reserved += more
-            digest.update(piece)
-            keys.set(keys.key(storage, written), bytes(piece), keys.chunk_timeout)
+        content = _Budgeted(self, source, storage, max_size, known)
+        written = 0
+        for piece in content:
+            keys.set(keys.key(storage, written), piece, keys.chunk_timeout)
             written += 1
         if written > 1 and not keys.has(keys.key(storage, 0)):
             # A count threshold or maxmemory evicted the file's start while its end was written.
             raise BackendUnavailableError(
-                f"the {self.backend_name} evicted the first chunks of this {size}-byte file while it "
-                "was being written: it holds too little (raise its threshold or memory limit)"
+                f"the {self.backend_name} evicted the first chunks of this {content.size}-byte file "
+                "while it was being written: it holds too little (raise its threshold or memory limit)"
             )
-        return size, digest.digest()
+        return content.size, content.digest()
+
+    def _write_blob(
+        self, source: Source, storage: str, max_size: int | None, known: int | None
+    ) -> tuple[int, bytes]:
+        """Write the content as one object, a part at a time; return its size and SHA-256."""
+        assert self.profile.blobs is not None
+        writer = self.profile.blobs.writer(self.keys.key(storage, 0))
+        content = _Budgeted(self, source, storage, max_size, known)
+        try:
+            for piece in content:
+                self.keys.call(writer.write, piece)
+            self.keys.call(writer.finish)
+        except BaseException:
+            writer.abort()
+            raise
+        return content.size, content.digest()
 
     def _finish(self, record: FileRecord, storage: str, *, backref: bool) -> FileRecord:
         """Write the record and enter the file in the ledger.
@@ -353,6 +360,9 @@ class ChunkStore:
         if lease is not None and read_record(self.keys, record.token) is None:
             # Evicted between the lookup and the lease: not one byte of it is sent.
             raise ContentMissingError(f"file {record.token} ({record.filename!r}) was evicted")
+        if record.blob:
+            pieces = self._blob_range(record, start, stop)  # the request is made now
+            return self.lifecycle.leasing(record.token, lease, pieces)
         cs = record.chunk_size
         first, last = start // cs, (stop - 1) // cs
         head = self.chunk(record, first)
@@ -377,14 +387,41 @@ class ChunkStore:
 
         :raises ContentMissingError: it is gone from the backend, or not as long as it must be.
         """
-        data = self.keys.get(self.keys.key(*record.chunk_at(index)))
         expected = min(record.chunk_size, record.size - index * record.chunk_size)
+        if record.blob:
+            start = index * record.chunk_size
+            data: Any = b"".join(self._blob_range(record, start, start + expected))
+        else:
+            data = self.keys.get(self.keys.key(*record.chunk_at(index)))
         if not isinstance(data, bytes) or len(data) != expected:
             raise ContentMissingError(
                 f"chunk {index} of {record.chunk_count} of file {record.token} "
                 f"({record.filename!r}) is missing from the {self.backend_name}"
             )
         return data
+
+    def _blob_range(self, record: FileRecord, start: int, stop: int) -> Iterator[bytes]:
+        """Bytes ``[start, stop)`` of a file kept as one object, streamed from the backend."""
+        assert self.profile.blobs is not None
+        try:
+            return self.profile.blobs.read(self.keys.key(record.chunks_key, 0), start, stop)
+        except KeyError:
+            raise ContentMissingError(
+                f"file {record.token} ({record.filename!r}) is missing from the {self.backend_name}"
+            ) from None
+
+    def presigned_url(self, record: FileRecord, headers: dict[str, str]) -> str | None:
+        """A URL of the bucket that answers the file with ``headers`` (Content-Type,
+        Content-Disposition, Cache-Control), where the backend hands such URLs out."""
+        blobs = self.profile.blobs
+        if blobs is None or not blobs.redirect or not record.blob:
+            return None
+        return blobs.presigned_get(
+            self.keys.key(record.chunks_key, 0),
+            content_type=headers["Content-Type"],
+            disposition=headers["Content-Disposition"],
+            cache_control=headers["Cache-Control"],
+        )
 
     def files(self) -> list[FileInfo]:
         """Every file of this namespace, oldest first (see :mod:`.listing`)."""
@@ -418,6 +455,42 @@ class ChunkStore:
         (see :meth:`.lifecycle.Lifecycle.sweep`)."""
         self.uploads.sweep_idle()
         return self.lifecycle.sweep(force=force, now=now, grace=grace, only_mine=only_mine)
+
+
+class _Budgeted:
+    """A source's content a chunk at a time, room reserved in the budget before each chunk is
+    handed on, its size and SHA-256 known once it is read."""
+
+    def __init__(
+        self, store: ChunkStore, source: Source, storage: str, max_size: int | None, known: int | None
+    ) -> None:
+        self._store, self._source, self._storage = store, source, storage
+        self._max_size, self._known = max_size, known
+        self._hasher = hashlib.sha256()
+        self.size = 0
+
+    def digest(self) -> bytes:
+        return self._hasher.digest()
+
+    def __iter__(self) -> Iterator[bytes]:
+        store, source, max_size = self._store, self._source, self._max_size
+        ledger, evict = store.ledger, store.lifecycle
+        reserved = 0
+        if ledger.budget is None:
+            reserved = _UNLIMITED  # nothing to hold back without a budget
+        elif self._known is not None or source.buffer is not None:
+            reserved = self._known if self._known is not None else len(source.buffer or b"")
+            _check_size(reserved, max_size)
+            ledger.reserve(self._storage, reserved, evict)
+        for piece in source.chunks(store.chunk_size):
+            self.size += len(piece)
+            _check_size(self.size, max_size)
+            if self.size > reserved:
+                more = max(self.size - reserved, _RESERVE_CHUNKS * store.chunk_size)
+                ledger.reserve(self._storage, more, evict)
+                reserved += more
+            self._hasher.update(piece)
+            yield bytes(piece)
 
 
 def _path_identity(record: FileRecord) -> bytes:

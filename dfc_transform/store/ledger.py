@@ -110,6 +110,8 @@ class Ledger:
         # Changes not yet written, per bucket; see _later() and flush().
         self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._flush_pid = os.getpid()
         self._flusher_pid: int | None = None
 
     # -- reading ----------------------------------------------------------------------
@@ -222,6 +224,14 @@ class Ledger:
 
     def flush(self) -> None:
         """Write the changes this process gathered (without a budget) to the head."""
+        # One flush at a time: a reader's flush waits for the flusher's to be written, rather
+        # than finding nothing pending and reading the head before it is.
+        if self._flush_pid != os.getpid():  # a forked child: its parent's lock may be held for good
+            self._flush_lock, self._flush_pid = threading.Lock(), os.getpid()
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._pending_lock:
             pending, self._pending = self._pending, {}
         if not pending:

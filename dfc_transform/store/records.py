@@ -77,6 +77,9 @@ class FileRecord:
     part_chunks: int = 0
     #: A file uploaded in parts: a digest of its parts' checksums, as its completion named them.
     parts_digest: str | None = None
+    #: The whole content is one object (object storage, see :mod:`.s3`), kept where chunk 0
+    #: would be; its chunks are ranges of it.
+    blob: bool = False
     #: A small file's content, kept in the record itself (no chunks).
     inline: bytes | None = field(default=None, repr=False)
 
@@ -100,6 +103,8 @@ class FileRecord:
         """Every name chunks are kept under, with how many chunks it holds."""
         if self.inline is not None or not self.chunked:
             return []
+        if self.blob:
+            return [(self.chunks_key, 1)]
         if self.parts is None:
             return [(self.chunks_key, self.chunk_count)]
         count = self.chunk_count
