@@ -7,10 +7,12 @@ stored file with content; unfinished uploads are shown apart.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 from ..exc import FileServeError
+from ..store import FileInfo
 from ..units import human_size
 from .locate import Store, describe, label
 
@@ -50,32 +52,57 @@ def list_files(store: Store, *, as_json: bool) -> int:
     now = time.time()
     files = [f for namespace in store.chosen for f in store.service(namespace).files()]
     files.sort(key=lambda f: f.created)
-    rows: list[dict[str, Any]] = [
-        {
-            "path": _path(store, f.namespace, f.path),
-            "name": f.filename,
-            "mime_type": f.mime_type,
-            "size": f.size,
-            "age": round(f.age(now), 3),
-            "time_left": None if f.time_left(now) is None else round(f.time_left(now) or 0.0, 3),
-            "one_time": f.one_time,
-            "private": f.private,
-            "namespace": f.namespace,
-        }
-        for f in files
-    ]
+    prefixes = {namespace: _path(store, namespace, "") for namespace in store.chosen}
+    # Written ROWS_PER_WRITE rows at a time, each row made as it is written: a listing of
+    # 100,000 files holds neither every row nor the whole output at once.
+    chunks = (
+        [
+            _row(f, prefixes.get(f.namespace) or _path(store, f.namespace, ""), now)
+            for f in files[start : start + ROWS_PER_WRITE]
+        ]
+        for start in range(0, len(files), ROWS_PER_WRITE)
+    )
+    out = sys.stdout
     if as_json:
-        print(json.dumps(rows))
+        # As json.dumps(rows) would write it: "[", the rows with ", " between them, "]".
+        out.write("[")
+        for i, chunk in enumerate(chunks):
+            out.write((", " if i else "") + json.dumps(chunk)[1:-1])
+        out.write("]\n")
         return 0
-    print(f"{'age':>8} {'left':>8} {'size':>10} {'flags':<5} {'namespace':<14} path")
-    for row in rows:
-        flags = ("1" if row["one_time"] else "-") + ("p" if row["private"] else "-")
-        left = "never" if row["time_left"] is None else _duration(row["time_left"])
-        print(
-            f"{_duration(row['age']):>8} {left:>8} {human_size(row['size']):>10} {flags:<5} "
-            f"{row['namespace'] or '(none)':<14} {row['path']}  ({row['mime_type']})"
-        )
+    out.write(f"{'age':>8} {'left':>8} {'size':>10} {'flags':<5} {'namespace':<14} path\n")
+    for chunk in chunks:
+        out.write("".join(_line(row) for row in chunk))
     return 0
+
+
+#: Rows made and written at a time by ``list``.
+ROWS_PER_WRITE = 1000
+
+
+def _row(f: FileInfo, prefix: str, now: float) -> dict[str, Any]:
+    """A file as ``list`` shows it; ``prefix``: the app's URL prefix, ending with a slash."""
+    left = f.time_left(now)
+    return {
+        "path": prefix + f.path,
+        "name": f.filename,
+        "mime_type": f.mime_type,
+        "size": f.size,
+        "age": round(f.age(now), 3),
+        "time_left": None if left is None else round(left or 0.0, 3),
+        "one_time": f.one_time,
+        "private": f.private,
+        "namespace": f.namespace,
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    flags = ("1" if row["one_time"] else "-") + ("p" if row["private"] else "-")
+    left = "never" if row["time_left"] is None else _duration(row["time_left"])
+    return (
+        f"{_duration(row['age']):>8} {left:>8} {human_size(row['size']):>10} {flags:<5} "
+        f"{row['namespace'] or '(none)':<14} {row['path']}  ({row['mime_type']})\n"
+    )
 
 
 def purge(store: Store, *, expired_only: bool, every_namespace: bool) -> int:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import dash
 
+from ..http.adapters import current
+
 __all__ = ["attach", "current_app", "transform_of"]
 
 # Every app a transform is attached to, and its transform.
@@ -76,11 +78,12 @@ def _request() -> tuple[Any, str | None]:
             return quart_app._get_current_object(), quart_request.path  # type: ignore[attr-defined]
     except ImportError:  # Quart is an optional extra
         pass
-    # FastAPI: Dash's request adapter (any app's reads the request being served now).
+    # FastAPI: Dash's request adapter (any app's reads the request being served now), and the
+    # app from the request's scope (see SessionCookie), where our middleware is installed.
     try:
         backend = dash.get_app().backend
         if getattr(backend, "server_type", None) == "fastapi" and backend.has_request_context():
-            return None, str(backend.request_adapter().path)
+            return current.serving_app.get(), str(backend.request_adapter().path)
     except Exception:  # no app, or no request of Dash's
         pass
     # A WebSocket, a background job: the path Dash keeps in the callback context (on FastAPI

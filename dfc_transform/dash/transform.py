@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any, Unpack
 
@@ -68,7 +69,9 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         super().__init__()
         #: The store and route this transform uses.
         self.service = FileService(backend, **settings)
-        self._app: dash.Dash | None = None
+        # A weak reference: apps map to their transform weakly (see .apps), and a transform
+        # holding its app would keep both alive for ever.
+        self._app_ref: weakref.ref[dash.Dash] | None = None
         self._serving_pid: int | None = None
 
     def sort_key(self) -> int:
@@ -78,6 +81,10 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
         return -1
 
     # -- the app ---------------------------------------------------------------------
+
+    @property
+    def _app(self) -> dash.Dash | None:
+        return self._app_ref() if self._app_ref is not None else None
 
     def init_app(self, app: dash.Dash) -> None:
         """Attach this transform to ``app``: its file route, its pages' scripts and cookie.
@@ -99,7 +106,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
                 f"own; give each app its own FileServeTransform(...) (they may share one backend)"
             )
         install.server_type(app)  # refuses a server the route does not speak, before anything changes
-        self._app = app
+        self._app_ref = weakref.ref(app)
         self._serving_pid = os.getpid()
         self.service.url_base = app.get_relative_path(f"/{http.ROUTE_NAME}/")
         self.service.adopt(app.config.name, app.config.requests_pathname_prefix)

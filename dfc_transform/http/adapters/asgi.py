@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from ..messages import FileBody, Request, Response
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["BlockingBody", "answer", "chunks"]
 
@@ -71,16 +75,36 @@ async def chunks(response: Response) -> AsyncIterator[bytes]:
             yield body
         return
     iterator: Iterator[bytes] = body.chunks() if isinstance(body, FileBody) else iter(body)
+    # A generator cannot be closed while a thread runs it: the close waits for the read under way.
+    lock = threading.Lock()
+
+    def step() -> Any:
+        with lock:
+            return next(iterator, _DONE)
+
+    def close() -> None:
+        with lock:
+            closer = getattr(iterator, "close", None)
+            if callable(closer):
+                closer()
+
     try:
         while True:
-            piece: Any = await asyncio.to_thread(next, iterator, _DONE)
+            piece: Any = await asyncio.to_thread(step)
             if piece is _DONE:
                 return
             yield piece
     finally:
         # Not read to its end (the client went away, the task was cancelled): close it, so
-        # that what it holds (a file, a one-time claim not yet made) is let go.
-        close = getattr(iterator, "close", None)
-        if callable(close):
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.to_thread(close))
+        # that what it holds (a file, a one-time claim not yet made) is let go, even if this
+        # task is cancelled again meanwhile.
+        closing = asyncio.ensure_future(asyncio.to_thread(close))
+        closing.add_done_callback(_quietly)
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(closing)
+
+
+def _quietly(task: asyncio.Future[Any]) -> None:
+    """Retrieve a finished task's error (logged once), so that asyncio does not report it."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("closing a response body failed: %r", task.exception())

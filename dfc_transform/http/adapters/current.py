@@ -23,7 +23,7 @@ from typing import Any
 from ...exc import FileServeError
 from .. import session
 
-__all__ = ["current_owner", "script_root", "serving_multiprocess", "websocket_cookies"]
+__all__ = ["current_owner", "script_root", "serving_app", "serving_multiprocess", "websocket_cookies"]
 
 # A session id made during one request, kept until its answer goes: several private files
 # of one callback must be bound to the same new session. Keyed by the object that stands
@@ -67,6 +67,9 @@ def current_owner() -> str:
 #: The cookies of the browser whose WebSocket the callback running now came over (Dash's
 #: callback context has none there): set when the socket connects, inherited by its callbacks.
 websocket_cookies: ContextVar[Mapping[str, str] | None] = ContextVar("dfc_websocket_cookies", default=None)
+#: The ASGI app (a FastAPI/Starlette instance) serving the request now, as its scope says; set by
+#: the Starlette adapter's middleware.
+serving_app: ContextVar[Any] = ContextVar("dfc_serving_app", default=None)
 
 
 def _dash_callback() -> tuple[Mapping[str, str], Any, SetCookie | None] | None:

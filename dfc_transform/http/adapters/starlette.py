@@ -9,6 +9,8 @@ and answers stream a chunk at a time; Starlette stops the stream when the client
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,8 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from .. import session
-from ..messages import Headers, Request, Response
+from ..messages import Headers, Readable, Request, Response
+from . import current
 from .asgi import BlockingBody, answer, chunks
 
 __all__ = ["SessionCookie", "add_routes", "from_starlette", "to_starlette"]
@@ -29,6 +32,17 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 def from_starlette(req: StarletteRequest, subpath: str, route_base: str) -> Request:
     """The core's request for the Starlette request ``req`` (its body read as it arrives)."""
     has_body = req.method in ("POST", "PUT")
+    body: Readable | None = None
+    if has_body:
+        body = BlockingBody(req.stream().__aiter__(), asyncio.get_running_loop())
+        if req.headers.get("content-type", "").startswith("application/json") and hasattr(
+            req.state, "json_body"
+        ):
+            # Dash's FastAPI middleware read this body already, to parse its JSON, and left what
+            # it parsed in the request's state: the stream is empty, and reading it would wait
+            # for ever. Its JSON is the body (None: it was not JSON).
+            parsed = req.state.json_body
+            body = io.BytesIO(b"" if parsed is None else json.dumps(parsed).encode())
     return Request(
         method=req.method,
         subpath=subpath,
@@ -36,7 +50,7 @@ def from_starlette(req: StarletteRequest, subpath: str, route_base: str) -> Requ
         query={k: v for k, v in req.query_params.items()},
         headers=Headers(req.headers.items()),
         cookies=dict(req.cookies),
-        body=BlockingBody(req.stream().__aiter__(), asyncio.get_running_loop()) if has_body else None,
+        body=body,
         secure=req.url.scheme in ("https", "wss"),
     )
 
@@ -74,13 +88,24 @@ def add_routes(
 class SessionCookie:
     """ASGI middleware: give a browser its session id on an HTML page it loads, while
     ``wanted()`` (private files are made). Background callbacks need the cookie before their
-    job starts: they cannot set one."""
+    job starts: they cannot set one.
+
+    It also tells which app serves the request (:data:`.current.serving_app`): on FastAPI
+    nothing else says it, and several Dash apps may live in one process.
+    """
 
     def __init__(self, app: Any, wanted: Callable[[], bool]) -> None:
         self.app = app
         self.wanted = wanted
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        token = current.serving_app.set(scope.get("app"))
+        try:
+            await self._call(scope, receive, send)
+        finally:
+            current.serving_app.reset(token)
+
+    async def _call(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or _has_session(scope):
             await self.app(scope, receive, send)
             return
