@@ -22,9 +22,10 @@ Look at a dfc_transform store, or remove files from it.
 
 The store is the default one of this user (the directory in $DFC_TRANSFORM_DIR, else
 <tempdir>/dfc_transform-<uid>), a store directory (--dir: a DFC_TRANSFORM_DIR, or a cachelib
-FileSystemCache directory an app stored files in), a Redis server (--redis) or a memcached
-server (--memcached). Each app keeps its files under its own namespace in a shared store,
-shown with the app's module and URL prefix; every namespace is shown, or only --namespace.
+FileSystemCache directory an app stored files in), a Redis server (--redis), a memcached
+server (--memcached) or an S3 bucket (--s3, with --endpoint-url for a store other than AWS).
+Each app keeps its files under its own namespace in a shared store, shown with the app's
+module and URL prefix; every namespace is shown, or only --namespace.
 """
 
 _EPILOG = """\
@@ -35,6 +36,7 @@ examples:
   python -m dfc_transform purge --all                  # every app's files in a shared store
   python -m dfc_transform purge --redis redis://:secret@10.0.0.5:6379/0 --namespace 85b63d0ce8aa
   python -m dfc_transform stats --memcached 127.0.0.1:11211 --namespace myapp
+  python -m dfc_transform purge --expired --s3 app-files --endpoint-url http://minio:9000
 """
 
 
@@ -82,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
         )
         where.add_argument(
             "--memcached", metavar="HOST:PORT", help="a memcached server, e.g. 127.0.0.1:11211"
+        )
+        where.add_argument(
+            "--s3", metavar="BUCKET", help="an S3 bucket (credentials from the AWS_* variables and files)"
+        )
+        command.add_argument(
+            "--endpoint-url", metavar="URL", help="with --s3: the store's URL (MinIO, R2, SeaweedFS...)"
+        )
+        command.add_argument(
+            "--s3-prefix", default="dfc/", help="with --s3: the prefix the app gives S3Store (default dfc/)"
         )
         command.add_argument(
             "--key-prefix", default="", help="the key_prefix the app gives RedisCache or MemcachedCache"

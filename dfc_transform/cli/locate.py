@@ -22,6 +22,7 @@ from ..store import default_backend, default_cache_dir
 from ..store.backends import profile_of
 from ..store.keys import Keys
 from ..store.namespaces import known
+from ..store.s3 import S3Store
 
 __all__ = ["Store", "locate"]
 
@@ -50,7 +51,11 @@ def locate(args: argparse.Namespace) -> Store:
 
     :raises FileServeError: no such store, a server that does not answer, an unknown namespace.
     """
-    if args.redis:
+    if getattr(args, "endpoint_url", None) and not getattr(args, "s3", None):
+        raise FileServeError("--endpoint-url goes with --s3 BUCKET")
+    if getattr(args, "s3", None):
+        store = _s3(args.s3, args.endpoint_url, args.s3_prefix)
+    elif args.redis:
         store = _redis(args.redis, args.key_prefix)
     elif args.memcached:
         store = _memcached(args.memcached, args.key_prefix)
@@ -119,6 +124,15 @@ def _namespaces(backend: Any, journal: Path | None = None) -> dict[str, dict[str
             name = line.split(" ", 1)[0]  # <namespace>/<storage>[/<token>], or a bare token
             found.setdefault(name.split("/", 1)[0] if "/" in name else "", {})
     return found
+
+
+def _s3(bucket: str, endpoint_url: str | None, prefix: str) -> Store:
+    try:
+        backend = S3Store(bucket, endpoint_url=endpoint_url, prefix=prefix, timeout=SERVER_TIMEOUT)
+    except ImportError as err:
+        raise FileServeError(str(err)) from err
+    backend.has("probe")  # a bucket that is missing or refuses us is an error now, said plainly
+    return Store(backend.label, backend, _namespaces(backend))
 
 
 def _redis(url: str, key_prefix: str) -> Store:

@@ -98,6 +98,9 @@ class Handle:
     owner: str | None
     #: The file's modification time as the browser said (seconds since the epoch), or ``None``.
     last_modified: float | None = None
+    #: The id of the bucket's multipart upload the parts go straight to; ``None``: they come
+    #: to the app (see :mod:`dfc_transform.store.direct_parts`).
+    direct: str | None = None
 
     @property
     def part_size(self) -> int:
@@ -195,6 +198,7 @@ class Tickets:
             handle.expires,
             handle.owner,
             handle.last_modified,
+            handle.direct,
         ]
         return str(self._handles.dumps(payload))
 

@@ -24,6 +24,12 @@ only once all of it has arrived (the last complete sender wins), and the complet
 names every part's CRC-32: the file is exactly those parts or the completion fails (see
 :mod:`dfc_transform.store.parts`). The server keeps no state of its own beyond the
 store's: the handle says everything (see :mod:`.tickets`).
+
+On a store that keeps files in a bucket (:class:`~dfc_transform.S3Store`), parts go straight
+there: the status carries ``direct``, a presigned ``UploadPart`` URL per part, the browser
+PUTs each part to its URL, and the completion has the bucket join the parts once their sizes
+are checked (the bucket's ``ListParts`` is what the status calls received). A PUT of a part to
+the app is then refused (409). See :mod:`dfc_transform.store.direct_parts`.
 """
 
 from __future__ import annotations
@@ -181,26 +187,34 @@ class _Protocol:
         counted_as = (
             owner or _session_of(request) or hashlib.sha256(ticket_text(request).encode()).hexdigest()[:32]
         )
+        storage = new_token()
+        part_chunks = _part_chunks(chunk_size, store.uploads.limits.per_session)
+        expires = round(time.time() + ticket.upload_lifetime, 3)
+        idle = ticket.idle or store.uploads.limits.idle
+        if store.direct is not None:
+            # The parts go to the bucket, unseen by the app: the upload lives to its deadline.
+            part_chunks = store.direct.part_chunks(size, chunk_size, part_chunks)
+            idle = max(idle, int(ticket.upload_lifetime))
+        store.uploads.start(storage, size, session=counted_as, idle=idle, deadline=expires)
+        try:
+            direct = store.direct.start(storage) if store.direct is not None else None
+        except BaseException:
+            store.uploads.forget(storage)  # its bytes are no longer held
+            raise
         upload = Handle(
-            storage=new_token(),
+            storage=storage,
             component=ticket.component,
             name=name,
             size=size,
             mime_type=mime,
             chunk_size=chunk_size,
-            part_chunks=_part_chunks(chunk_size, store.uploads.limits.per_session),
-            expires=round(time.time() + ticket.upload_lifetime, 3),
+            part_chunks=part_chunks,
+            expires=expires,
             owner=owner,
             last_modified=_seconds(modified),
+            direct=direct,
         )
-        store.uploads.start(
-            upload.storage,
-            size,
-            session=counted_as,
-            idle=ticket.idle or store.uploads.limits.idle,
-            deadline=upload.expires,
-        )
-        response = _json(201, _status_of(upload, self.tickets.dump_handle(upload), {}, None))
+        response = _json(201, self._status(upload, self.tickets.dump_handle(upload), {}, None))
         if new_session is not None:
             response.headers.append(session.cookie_header(new_session, secure=request.secure))
         return response
@@ -209,8 +223,22 @@ class _Protocol:
         store = self.store
         record = store.get(self.tickets.token_of(upload))
         if record is not None:
-            return _status_of(upload, text, {}, self.describe(record, upload))
-        return _status_of(upload, text, store.uploads.received(upload.storage, upload.part_count), None)
+            return self._status(upload, text, {}, self.describe(record, upload))
+        if upload.direct is not None and store.direct is not None:
+            store.uploads.check_open(upload.storage)
+            received = store.direct.received(upload.storage, upload.direct, _lengths(upload))
+            return self._status(upload, text, dict.fromkeys(received, ""), None)
+        return self._status(upload, text, store.uploads.received(upload.storage, upload.part_count), None)
+
+    def _status(self, upload: Handle, text: str, received: dict[int, str], file: Any) -> dict[str, Any]:
+        status = _status_of(upload, text, received, file)
+        if upload.direct is not None and file is None and self.store.direct is not None:
+            # Where each part goes: the bucket, by a URL signed for this upload's lifetime.
+            status["direct"] = self.store.direct.part_urls(
+                upload.storage, upload.direct, upload.part_count, upload.expires
+            )
+            status["crc32"] = {}
+        return status
 
     def put_part(self, upload: Handle, text: str, part_text: str) -> dict[str, Any]:
         if (
@@ -220,6 +248,8 @@ class _Protocol:
             raise Refused(
                 404, f"this upload has parts 0 to {upload.part_count - 1}, not {part_text[:20]!r}", "part"
             )
+        if upload.direct is not None:
+            raise Refused(409, "the parts of this upload go straight to the file store, not here", "direct")
         part = int(part_text)
         expected = upload.part_length(part)
         length = self.request.content_length
@@ -302,7 +332,13 @@ class _Protocol:
             storage=upload.storage,
         )
         store = self.store
-        done = store.uploads.complete(record, [c.lower() for c in crcs], upload.part_chunks, store.lifecycle)
+        if upload.direct is not None and store.direct is not None:
+            # The bucket checks what it received; the sizes of the parts are checked here.
+            done = store.direct.complete(record, upload.direct, _lengths(upload), store.lifecycle)
+        else:
+            done = store.uploads.complete(
+                record, [c.lower() for c in crcs], upload.part_chunks, store.lifecycle
+            )
         return {"upload": text, "file": self.describe(done, upload)}
 
     def cancel(self, upload: Handle, text: str) -> dict[str, Any]:
@@ -340,6 +376,10 @@ def _status_of(upload: Handle, text: str, received: dict[int, str], file: Any) -
         "crc32": {str(p): c for p, c in received.items()},
         "file": file,
     }
+
+
+def _lengths(upload: Handle) -> list[int]:
+    return [upload.part_length(p) for p in range(upload.part_count)]
 
 
 def _part_chunks(chunk_size: int, per_session: int) -> int:

@@ -31,6 +31,7 @@ from ..units import human_size
 from ..values import Source
 from .backends import CacheLike, Profile
 from .claims import Claims
+from .direct_parts import DirectUploads
 from .keys import Keys
 from .ledger import Ledger
 from .lifecycle import Lifecycle
@@ -108,6 +109,8 @@ class ChunkStore:
             self.events,
             uploads or UploadLimits(total=_UNLIMITED, per_session=_UNLIMITED, idle=600),
         )
+        #: Uploads sent straight to the bucket, where files are objects (see :mod:`.direct_parts`).
+        self.direct = DirectUploads(self.uploads, profile.blobs) if profile.blobs is not None else None
         self._hmac_key: bytes | None = None
         #: What the namespace is (the app's module, URL prefix, directory), recorded with the
         #: first file this store object writes (see :mod:`.namespaces`).

@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -278,20 +279,28 @@ class Ledger:
                 self._pending = {}  # a forked child's copy of its parent's changes: the parent writes them
             self._flusher_pid = os.getpid()
 
+        # The thread holds the ledger weakly: a store no longer used goes, and its thread ends
+        # once its changes are written (or its backend has been gone for good).
+        ledger = weakref.ref(self)
+
         def loop() -> None:
+            failures = 0
             while True:
                 time.sleep(FLUSH_SECONDS)
+                this = ledger()
+                if this is None:
+                    return
                 try:
-                    self.flush()
+                    this.flush()
+                    failures = 0
                 except Exception as err:  # the backend may be back at the next round; changes wait
-                    logger.warning("writing the ledger failed (again at the next round): %s", err)
+                    failures += 1
+                    if failures in (1, 10) or failures % 100 == 0:
+                        logger.warning("writing the ledger failed (again at the next round): %s", err)
+                del this
 
         threading.Thread(target=loop, name="dfc_transform-ledger", daemon=True).start()
-        atexit.register(self._flush_quietly)
-
-    def _flush_quietly(self) -> None:
-        with contextlib.suppress(Exception):
-            self.flush()
+        atexit.register(_flush_quietly, weakref.ref(self))
 
     def forget_expired(self, head: Head) -> None:
         """Drop the buckets whose every file has expired from a head held under :meth:`locked`."""
@@ -417,6 +426,14 @@ class Ledger:
             finally:
                 with contextlib.suppress(Exception):
                     self.backend.delete(lock_key)
+
+
+def _flush_quietly(ledger: weakref.ref[Ledger]) -> None:
+    """At exit: write what a ledger still holds, if it is still there."""
+    this = ledger()
+    if this is not None:
+        with contextlib.suppress(Exception):
+            this.flush()
 
 
 class _Pending:

@@ -96,6 +96,12 @@ class Lifecycle:
         order, the attempts of an upload's parts and their records; ``tombstone`` keeps the
         note of why an upload was given up (see :mod:`.parts`)."""
         keys = self.keys
+        blobs = keys.profile.blobs
+        upload_id = keys.get(keys.key(storage, "u")) if blobs is not None else None
+        if blobs is not None and isinstance(upload_id, bytes):
+            # An upload sent straight to the bucket: what it sent goes with it.
+            blobs.abort_multipart(keys.key(storage, 0), upload_id.decode())
+            keys.delete(keys.key(storage, "u"))
         self.purge_chunks(storage, None)
         info = keys.get(keys.key(storage, "s"))
         attempts, parts = _two_numbers(info)

@@ -200,7 +200,7 @@ class Uploads:
                     entry["b"] = int(entry["b"]) + length
         if entry is None:
             self.lifecycle.purge_chunks(f"{storage}.{attempt}", None)
-            raise self._gone(storage)
+            raise self.gone(storage)
         if old is not None and old.attempt != attempt:
             self.lifecycle.purge_chunks(f"{storage}.{old.attempt}", None)
 
@@ -235,14 +235,18 @@ class Uploads:
 
         :raises UploadGoneError: the upload is no longer open.
         """
-        if storage not in self.ledger.read().uploads:
-            raise self._gone(storage)
+        self.check_open(storage)
         found = {}
         for part in range(parts):
             record = self._part(storage, part)
             if record is not None:
                 found[part] = record.crc
         return found
+
+    def check_open(self, storage: str) -> None:
+        """:raises UploadGoneError: the upload under ``storage`` is no longer open."""
+        if storage not in self.ledger.read().uploads:
+            raise self.gone(storage)
 
     def complete(self, record: FileRecord, crcs: Sequence[str], part_chunks: int, evict: Evict) -> FileRecord:
         """Make the upload under ``record.storage`` the stored file ``record``, of exactly the
@@ -261,7 +265,7 @@ class Uploads:
             if entry is None:
                 done = read_record(self.keys, record.token)
                 if done is None:
-                    raise self._gone(storage)
+                    raise self.gone(storage)
                 if done.parts_digest != digest:
                     raise PartsMismatchError("this upload was completed with other content", mismatched=[])
                 return done
@@ -355,10 +359,11 @@ class Uploads:
     def _entry(self, head: Head, storage: str) -> dict[str, Any]:
         entry = head.uploads.get(storage)
         if entry is None:
-            raise self._gone(storage)
+            raise self.gone(storage)
         return entry
 
-    def _gone(self, storage: str) -> UploadGoneError:
+    def gone(self, storage: str) -> UploadGoneError:
+        """The error for an upload that is no longer open, saying why."""
         reason = self._reason(storage) or "unknown"
         if reason == "idle":
             message = (
