@@ -28,7 +28,8 @@ PRECOMPUTED_URL = "/_dash-files/AAAAAAAAAAAAAAAAAAAAAA/plot.png"
 
 
 def _overhead_app(backend: Any) -> tuple[Any, dict[str, bytes]]:
-    app = DashProxy(__name__, transforms=[FileServeTransform(backend)])
+    # inline_below=0: this part measures storing a file; inlining is measured by smallfiles.
+    app = DashProxy(__name__, transforms=[FileServeTransform(backend, inline_below=0)])
     app.layout = html.Div([html.Button(id="go"), html.Img(id="img"), html.A(id="link")])
 
     @app.callback(FileOutput("img", "src", filename="plot.png"), Input("go", "n_clicks"))

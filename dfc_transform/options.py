@@ -45,6 +45,9 @@ class FileOptions:
     #: :mod:`dfc_transform.values.inline` for where); ``0`` never. ``None``: the transform's
     #: ``inline_below``, for the ``src`` of pictures, sounds and videos only.
     inline_below: int | None = None
+    #: The size of content made while it is served (a generator), when known beforehand: sent as
+    #: ``Content-Length`` from the first byte, and the content must be exactly that long.
+    size: int | None = None
 
     def over(self, defaults: FileOptions) -> FileOptions:
         """These options, with unset ones taken from ``defaults``."""
@@ -73,6 +76,7 @@ class OptionArgs(TypedDict, total=False):
     sandbox: bool | str | None
     private: bool | None
     inline_below: int | None
+    size: int | None
 
 
 def options_from(given: dict[str, Any], where: str) -> FileOptions:
@@ -83,6 +87,9 @@ def options_from(given: dict[str, Any], where: str) -> FileOptions:
             f"{where} got unknown option(s) {', '.join(map(repr, unknown))}; "
             f"the options are {', '.join(OPTION_NAMES)}"
         )
+    size = given.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise InvalidOptionError(f"{where} got size={size!r}; it takes a number of bytes >= 0")
     inline = given.get("inline_below")
     if inline is not None and (not isinstance(inline, int) or isinstance(inline, bool) or inline < 0):
         raise InvalidOptionError(f"{where} got inline_below={inline!r}; it takes a number of bytes >= 0")

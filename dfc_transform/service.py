@@ -218,12 +218,22 @@ class FileService:
         return stored
 
     def output_for(
-        self, value: Any, options: FileOptions, *, where: str = "", prop: str | None = None
+        self,
+        value: Any,
+        options: FileOptions,
+        *,
+        where: str = "",
+        prop: str | None = None,
+        stream: bool = False,
     ) -> str | dict[str, Any]:
         """What to put at property ``prop`` of a component for ``value``: the URL of the stored
         file, or for a small one the file itself (see :mod:`.values.inline`): a ``data:`` URI,
-        or at a ``data`` property what ``dcc.send_bytes`` gives a ``dcc.Download``."""
-        stored = self._serve(value, options, where=where, prop=prop, inline=True)
+        or at a ``data`` property what ``dcc.send_bytes`` gives a ``dcc.Download``.
+
+        ``stream``: content made while it is read (a generator) is served while it is made,
+        its URL returned at once (see :mod:`.store.growing`); else it is stored whole first.
+        """
+        stored = self._serve(value, options, where=where, prop=prop, inline=True, stream=stream)
         if isinstance(stored, FileRecord):
             return self.url_for(stored)
         content, record = stored
@@ -232,7 +242,14 @@ class FileService:
         return data_uri(content, record.mime_type)
 
     def _serve(
-        self, value: Any, options: FileOptions, *, where: str, prop: str | None, inline: bool
+        self,
+        value: Any,
+        options: FileOptions,
+        *,
+        where: str,
+        prop: str | None,
+        inline: bool,
+        stream: bool = False,
     ) -> FileRecord | tuple[bytes, FileRecord]:
         """Store ``value`` and give its record; or, with ``prop`` given and the file small,
         give its content and the record it would have had (see :mod:`.values.inline`)."""
@@ -247,12 +264,22 @@ class FileService:
             record = self._new_record(source, merged)
             limit = self.settings.inline_below if merged.inline_below is None else merged.inline_below
             asked = merged.inline_below is not None
-            if inline and limit and may_inline(record.mime_type, prop, asked=asked, one_time=record.one_time):
+            if (
+                inline
+                and limit
+                and not source.generated
+                and may_inline(record.mime_type, prop, asked=asked, one_time=record.one_time)
+            ):
                 content, source = source.take(limit - 1)
                 if content is not None:
                     source.release()
                     self.events.emit("inlined", filename=record.filename, size=len(content))
                     return content, record
+            if source.generated and stream and prop is not None:
+                # Made while it is served: the URL now, the content as it comes (see .store.growing).
+                if merged.size is not None:
+                    record = replace(record, size=merged.size)
+                return self.store.put_growing(source, record, max_size=self.settings.max_size)
             if self.per_process and current.serving_multiprocess():
                 # Another worker would answer the GET and not find the file: fail now, loudly.
                 source.release()

@@ -48,6 +48,9 @@ class Plan:
     spec: Any
     #: The transform that made the wrapper: the one used when the app cannot be told.
     owner: Any = None
+    #: A background callback: its process ends with the call, so generated content is stored
+    #: whole before the URL goes out (a web process serves it while it is made).
+    background: bool = False
 
 
 def wrap(func: Callable[..., Any], plan: Plan, finish: Callable[[Plan, Any], Any]) -> Callable[..., Any]:

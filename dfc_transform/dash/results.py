@@ -51,7 +51,9 @@ def _store(service: FileService, plan: Plan, value: Any, output: FileOutput, lab
     if value is None or isinstance(value, _NO_UPDATE):
         return value
     where = f"callback {plan.name}, output {label}"
-    url = service.output_for(value, output.file_options, where=where, prop=output.component_property)
+    url = service.output_for(
+        value, output.file_options, where=where, prop=output.component_property, stream=not plan.background
+    )
     if output.component_property == "data" and isinstance(url, str):
         # A Download saves when its data changes: the same file twice must still be a new
         # value, as each dcc.send_* answer is (the fragment never reaches the server).

@@ -215,7 +215,7 @@ class FileServeTransform(DashTransform):  # type: ignore[misc]
             logger.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
         self._check_result_cache(callback, name)
-        return Plan(name, spec, owner=self)
+        return Plan(name, spec, owner=self, background=bool(callback.kwargs.get("background")))
 
     def _check_result_cache(self, callback: Any, name: str) -> None:
         """Warn when a background manager caches results (URLs) longer than files live."""

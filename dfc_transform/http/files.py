@@ -76,7 +76,10 @@ def serve_file(
         if record.consumed or (record.one_time and store.is_claimed(record)):
             events.emit("missing", token=token, filename=record.filename, detail="delivered once already")
             return plain(410, "Gone: this file could be fetched only once.")
-        response = _respond(store, record, request, sendfile_header, sendfile_prefix)
+        if record.growing:
+            response = _follow(store, record, request)
+        else:
+            response = _respond(store, record, request, sendfile_header, sendfile_prefix)
         kind = _EVENT_OF_STATUS.get(response.status)
         if kind is not None:
             events.emit(kind, token=token, filename=record.filename, size=response.length)
@@ -147,6 +150,30 @@ def _respond(
     if record.one_time and not isinstance(body, bytes):
         body = _deliver_once(body.chunks() if isinstance(body, FileBody) else body, store, record)
     return Response(status, headers, body, length=stop - start)
+
+
+def _follow(store: ChunkStore, record: FileRecord, request: Request) -> Response:
+    """Answer a file still being written: its bytes as they are made (see :mod:`..store.growing`).
+
+    No size (unless declared), no ranges, no validators, not cached: it is not the file yet.
+    """
+    store.growing.check_alive(record)  # a writer that failed or died: a clean 410 now
+    if not record.download and wants_download(request.query):
+        record = replace(record, download=True)
+    now = datetime.fromtimestamp(int(record.created), tz=UTC)
+    headers = [
+        (name, value)
+        for name, value in file_headers(record, now)
+        if name not in ("ETag", "Last-Modified", "Cache-Control", "Accept-Ranges")
+    ]
+    headers += [("Cache-Control", "no-store"), ("Accept-Ranges", "none")]
+    length = record.size or None
+    if request.method == "HEAD":
+        return Response(200, headers, iter(()), length=length)
+    body: Iterable[bytes] = store.growing.follow(record)
+    if record.one_time:
+        body = _deliver_once(body, store, record)
+    return Response(200, headers, body, length=length)
 
 
 def _redirect(store: ChunkStore, record: FileRecord, headers: list[tuple[str, str]]) -> Response | None:

@@ -32,6 +32,7 @@ from ..values import Source
 from .backends import CacheLike, Profile
 from .claims import Claims
 from .direct_parts import DirectUploads
+from .growing import Growing
 from .keys import Keys
 from .ledger import Ledger
 from .lifecycle import Lifecycle
@@ -109,6 +110,8 @@ class ChunkStore:
             self.events,
             uploads or UploadLimits(total=_UNLIMITED, per_session=_UNLIMITED, idle=600),
         )
+        #: Files served while they are written (see :mod:`.growing`).
+        self.growing = Growing(self)
         #: Uploads sent straight to the bucket, where files are objects (see :mod:`.direct_parts`).
         self.direct = DirectUploads(self.uploads, profile.blobs) if profile.blobs is not None else None
         self._hmac_key: bytes | None = None
@@ -213,6 +216,22 @@ class ChunkStore:
                 return found
             record = replace(record, token=token)
         return self._finish(record, storage, backref=not noted)
+
+    def put_growing(self, source: Source, record: FileRecord, *, max_size: int | None) -> FileRecord:
+        """Store ``source`` as ``record`` while it is served: the record at once, the content
+        drained in a thread (see :mod:`.growing`). Its token is random: the content is not
+        known before it is made."""
+        record = replace(
+            record,
+            token=record.token or new_token(),
+            storage=new_token(),
+            chunk_size=self.chunk_size,
+        )
+        return self.growing.start(source, record, max_size=max_size)
+
+    def budgeted(self, source: Source, storage: str, max_size: int | None, known: int | None) -> _Budgeted:
+        """``source``'s content a chunk at a time, room reserved in the byte budget before each."""
+        return _Budgeted(self, source, storage, max_size, known)
 
     def _write_chunks(
         self, source: Source, storage: str, max_size: int | None, known: int | None

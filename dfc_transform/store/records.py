@@ -77,6 +77,9 @@ class FileRecord:
     part_chunks: int = 0
     #: A file uploaded in parts: a digest of its parts' checksums, as its completion named them.
     parts_digest: str | None = None
+    #: Being written while it is served (see :mod:`.growing`): its size is not known yet
+    #: (``size`` is the declared one, or 0).
+    growing: bool = False
     #: The whole content is one object (object storage, see :mod:`.s3`), kept where chunk 0
     #: would be; its chunks are ranges of it.
     blob: bool = False

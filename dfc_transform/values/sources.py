@@ -17,7 +17,9 @@ from typing import Any, Literal, Unpack
 
 from ..exc import FileServeError, MissingPathError, UnsupportedValueError
 from ..options import FileOptions, OptionArgs, options_from
+from .bundles import is_bundle, zip_bundle
 from .converters import Converter, Written, choose_format, find_converter, type_name
+from .generated import IteratorReader, is_async_iterator, is_iterator
 
 __all__ = ["ACCEPTED", "File", "FileOptions", "Source", "WithWriter", "to_source"]
 
@@ -25,7 +27,8 @@ ACCEPTED = (
     "bytes, bytearray, memoryview, io.BytesIO, io.StringIO, a binary file object, "
     "a str or os.PathLike path to an existing file, a matplotlib or plotly Figure, a PIL Image, "
     "a pandas DataFrame or Series, a polars DataFrame, a numpy ndarray, a value of a type given "
-    "to register_converter(), File(...), None or dash.no_update"
+    "to register_converter(), a generator or iterator of bytes (async too), a dict of any of these "
+    "named as a zip (File({'a.csv': df}, filename='all.zip')), File(...), None or dash.no_update"
 )
 
 # A converter's result that needs converting again: allowed a few times (a polars frame
@@ -95,6 +98,9 @@ class Source:
     charset: str | None = None
     #: How the converter that made it asks for it to be sandboxed, when the options do not say.
     sandbox: str | None = None
+    #: Made while it is read (a generator): the store may serve it while it is being made
+    #: (see :mod:`.generated`).
+    generated: bool = False
 
     def chunks(self, size: int) -> Generator[bytes | memoryview, None, None]:
         """Yield the content in pieces of exactly ``size`` bytes (the last may be shorter)."""
@@ -231,9 +237,22 @@ def _sort(value: Any, where: str, filename: str | None, mime_type: str | None, d
         hint = os.path.basename(name) if isinstance(name, str) and name else None
         charset = "utf-8" if isinstance(value, io.TextIOBase) else None
         return Source("stream", stream=value, name_hint=hint, charset=charset)
+    if is_bundle(value, filename, mime_type):
+
+        def member(item: Any, filename: str) -> Source:
+            return _sort(item, where, filename, None, depth + 1)
+
+        return Source("writer", stream=zip_bundle(value, member, where), name_hint="bundle.zip")
+    if is_iterator(value) or is_async_iterator(value):
+        what = f"the {type_name(value)} returned"
+        return Source("stream", stream=IteratorReader(value, what), generated=True)
     hint = ""
     if isinstance(value, dict) and "data" in value:
         hint = "; a dict is not taken for a plotly figure: return plotly.graph_objects.Figure(value)"
+    elif isinstance(value, Mapping):
+        hint = (
+            "; to bundle several files, name the output or the File as a zip: File({...}, filename='all.zip')"
+        )
     raise UnsupportedValueError(
         f"cannot serve a value of type {type_name(value)} ({_short_repr(value)}); accepted: {ACCEPTED}{hint}",
         where=where,
