@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from cachelib import FileSystemCache, MemcachedCache, RedisCache
 from flask import Flask
 
 from dfc_transform import FileService
+from dfc_transform.cli import commands, main
 from dfc_transform.exc import BackendUnavailableError
 
 from .servers import MemcachedServer, RedisServer
@@ -216,3 +218,47 @@ def test_a_memcached_that_is_down_is_named(tmp_path: Path) -> None:
         BackendUnavailableError, match=r"MemcachedCache \(memcached at 127\.0\.0\.1:1\) cannot be reached"
     ):
         service.register(b"x")
+
+
+def test_list_writes_a_chunk_at_a_time_what_one_table_and_one_json_would_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``list`` makes and writes its rows ROWS_PER_WRITE at a time (100,000 files are never
+    all rows at once): the output is the same whatever that number, and ``--json`` is one
+    ``json.dumps`` of every row."""
+    monkeypatch.setenv("DFC_TRANSFORM_DIR", str(tmp_path / "store"))
+    reports, reports_service = app_service("chunks_app", "/reports/", timeout=600)
+    brief, brief_service = app_service("kept_app", timeout=0)
+    for i in range(12):
+        app, service = (reports, reports_service) if i % 3 else (brief, brief_service)
+        register(app, service, f"{i}".encode(), filename=f"f {i}.txt", one_time=i % 4 == 0)
+    reports_service.stats(), brief_service.stats()
+    fixed = time.time() + 1  # one "now" for every run
+    monkeypatch.setattr(commands, "time", types.SimpleNamespace(time=lambda: fixed))
+
+    outputs: dict[bool, set[str]] = {False: set(), True: set()}
+    for rows_per_write in (1000, 5, 1):
+        monkeypatch.setattr(commands, "ROWS_PER_WRITE", rows_per_write)
+        for as_json in (False, True):
+            assert main(["list", "--json"] if as_json else ["list"]) == 0
+            outputs[as_json].add(capsys.readouterr().out)
+    assert len(outputs[False]) == len(outputs[True]) == 1
+    (text,), (dumped,) = outputs[False], outputs[True]
+    rows = json.loads(dumped)
+    assert dumped == json.dumps(rows) + "\n"
+    assert [r["name"] for r in rows] == [f"f {i}.txt" for i in range(12)]  # oldest first, both apps
+    assert rows[0]["path"].startswith("/_dash-files/") and rows[0]["path"].endswith("/f%200.txt")
+    assert rows[1]["path"].startswith("/reports/_dash-files/")
+    assert rows[0]["time_left"] is None and 590 < rows[1]["time_left"] < 600
+    assert [r["one_time"] for r in rows] == [i % 4 == 0 for i in range(12)]
+    lines = text.splitlines()
+    assert lines[0].split() == ["age", "left", "size", "flags", "namespace", "path"] and len(lines) == 13
+    for row, line in zip(rows, lines[1:]):
+        assert line.endswith(f" {row['path']}  (text/plain)") and row["namespace"] in line
+        assert ("never" in line) == (row["time_left"] is None) and (" 1- " in line) == row["one_time"]
+
+    # An empty store: an empty list, and the header alone.
+    monkeypatch.setenv("DFC_TRANSFORM_DIR", str(tmp_path / "empty"))
+    FileService(namespace="nothing")  # makes the store directory
+    assert main(["list", "--json"]) == 0 and capsys.readouterr().out == "[]\n"
+    assert main(["list"]) == 0 and capsys.readouterr().out == lines[0] + "\n"
