@@ -2,7 +2,7 @@
 //
 // The protocol (dfc_transform/http/uploads.py): POST <endpoint> {name, size, type,
 // lastModified} starts an upload and answers its handle and part layout; PUT
-// <endpoint>/<handle>/<part> sends one part with its CRC-32 (X-Part-CRC32); POST
+// <endpoint>/<handle>/<part> sends one part (its CRC-32 is computed as it goes); POST
 // <endpoint>/<handle> {parts: [crc32...]} completes it, naming every part's checksum;
 // GET <endpoint>/<handle> tells which parts the server has; DELETE cancels. Every request
 // carries the page's ticket in X-Upload-Ticket. JSON goes as text/plain: some servers'
@@ -195,14 +195,20 @@ export class Transfer {
         // file (with progress events as it goes), and no second copy of the part stays in memory.
         const body = this.slice(part);
         const direct = this.layout.direct ? this.layout.direct[part] : null;
-        const crc = direct ? null : await this.crcOf(part);
+        // The checksum is computed while the part goes, not before it (that would stall the
+        // upload by the time it takes): the completion names it, and the server refuses a
+        // file whose parts are not those bytes (409 "mismatched": the part is sent again).
+        const crcReady = direct ? Promise.resolve(null) : this.crcOf(part);
+        crcReady.catch(() => {}); // read again (and its error reported) below
         const url = direct || `${this.ticket.endpoint}/${this.handle}/${part}`;
         for (let attempt = 0; ; attempt++) {
             const answer = await this.request("PUT", url, body, (sent) => {
                 this.inflight.set(part, sent);
                 this.progress();
-            }, direct ? null : {"X-Part-CRC32": crc});
+            });
             this.inflight.delete(part);
+            // Awaited before the next part starts: no more than PARALLEL parts read in memory.
+            const crc = await crcReady;
             if (answer.status === 200) {
                 this.acked.set(part, this.length(part));
                 this.progress();
