@@ -1,5 +1,7 @@
-"""The server of ``benchmarks.smallfiles``: one Dash app with two callbacks that return the
-same N bytes, one to a ``FileOutput`` (default store), one as a base64 ``data:`` URI."""
+"""The server of ``benchmarks.smallfiles``: one Dash app with three callbacks that return the
+same N bytes: to a ``FileOutput`` as it comes (small files go inline, see ``inline_below``), to
+a ``FileOutput`` that always stores (``inline_below=0``: a URL, then its GET), and as a base64
+``data:`` URI written by hand."""
 
 from __future__ import annotations
 
@@ -15,7 +17,14 @@ from dfc_transform import FileOutput, FileServeTransform
 
 app = DashProxy(__name__, transforms=[FileServeTransform()])
 app.layout = html.Div(
-    [html.Button(id="go"), html.Img(id="img"), html.Button(id="go-uri"), html.Img(id="uri")]
+    [
+        html.Button(id="go"),
+        html.Img(id="img"),
+        html.Button(id="go-stored"),
+        html.Img(id="stored"),
+        html.Button(id="go-uri"),
+        html.Img(id="uri"),
+    ]
 )
 server = app.server
 server.secret_key = os.environ.get("BENCH_SECRET", "bench")
@@ -30,6 +39,15 @@ def _content(n: int, size: int) -> bytes:
     FileOutput("img", "src", filename="plot.png"), Input("go", "n_clicks"), prevent_initial_call=True
 )
 def as_file(n: int) -> Any:
+    return io.BytesIO(_content(n, int(os.environ["BENCH_SIZE"])))
+
+
+@app.callback(
+    FileOutput("stored", "src", filename="plot.png", inline_below=0),
+    Input("go-stored", "n_clicks"),
+    prevent_initial_call=True,
+)
+def as_stored_file(n: int) -> Any:
     return io.BytesIO(_content(n, int(os.environ["BENCH_SIZE"])))
 
 

@@ -13,6 +13,8 @@ import io
 import os
 import re
 import tempfile
+import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -462,3 +464,41 @@ def test_svg_script_runs_neither_in_img_nor_opened_directly(browser: Any, tmp_pa
     # One beacon, from the control opened as a document: none from either <img>, none from the sandbox.
     trusted_token = trusted["src"].split("/")[2]
     assert [e.query for e in log.to("/beacon")] == [f"from={trusted_token}"]
+
+
+def test_export_everything_starts_downloading_before_the_zip_is_made(
+    browser: Any, run_example: RunExample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 40 batches of 10,000 rows, 0.1 s apart: the ledger takes 4 s at least to make.
+    monkeypatch.setenv("EXPORT_ROWS", "400000")
+    monkeypatch.setenv("EXPORT_PAUSE", "0.1")
+    module, url, log = run_example("export_everything")
+    driver = browser.driver
+    downloads = tmp_path / "downloads"
+    set_download_dir(driver, downloads)
+    open_page(driver, url, "#export-all")
+    wait_for_image(driver, "chart")
+    clicked = time.monotonic()
+    click(driver, "export-all")
+    # Chromium's part-file appears with the first bytes of the answer.
+    wait_until(lambda: list(downloads.iterdir()), timeout=30, message="the download never started")
+    started = time.monotonic()
+    saved = wait_for_download(downloads, "report.zip")
+    ledger = ("id,date,amount\n" + "".join(module.ledger_row(i) for i in range(400000))).encode()
+    assert module.FINISHED, "the ledger was never made"
+    assert started < module.FINISHED[-1] - 1.0, (clicked, started, module.FINISHED)
+    with zipfile.ZipFile(saved) as archive:
+        assert sorted(archive.namelist()) == ["chart.png", "data/ledger.csv", "readme.txt", "sales.csv"]
+        assert archive.read("data/ledger.csv") == ledger
+        assert archive.read("chart.png").startswith(b"\x89PNG\r\n\x1a\n")
+        assert archive.read("sales.csv").decode() == module.sales().to_csv()
+        assert archive.read("readme.txt").startswith(b"Quarterly report, export 1")
+    answers = [e for e in log.to("/report.zip") if e.status == 200]
+    assert answers and "Content-Length" not in answers[0].response_headers  # streamed as it was made
+    assert answers[0].response_headers["Content-Disposition"].startswith("attachment;")
+
+    # The ledger alone: a CSV streamed as it is made, saved whole.
+    click(driver, "export-ledger")
+    saved = wait_for_download(downloads, "ledger.csv")
+    assert saved.read_bytes() == ledger
+    assert sorted(os.listdir(downloads)) == ["ledger.csv", "report.zip"]

@@ -47,6 +47,8 @@ __all__ = ["INLINE_MAX", "ChunkStore"]
 INLINE_MAX = 128 * 1024
 #: A stream's bytes are reserved in the ledger this many chunks at a time.
 _RESERVE_CHUNKS = 8
+#: The most a chunk of a file served while it is made holds (see .growing).
+GROWING_CHUNK_SIZE = 256 * 1024
 _UNLIMITED = 2**62
 
 
@@ -225,13 +227,18 @@ class ChunkStore:
             record,
             token=record.token or new_token(),
             storage=new_token(),
-            chunk_size=self.chunk_size,
+            # Smaller chunks than stored files': a follower gets each as soon as it is made, so
+            # a slow generator's first bytes leave early.
+            chunk_size=min(self.chunk_size, GROWING_CHUNK_SIZE),
         )
         return self.growing.start(source, record, max_size=max_size)
 
-    def budgeted(self, source: Source, storage: str, max_size: int | None, known: int | None) -> _Budgeted:
-        """``source``'s content a chunk at a time, room reserved in the byte budget before each."""
-        return _Budgeted(self, source, storage, max_size, known)
+    def budgeted(
+        self, source: Source, storage: str, max_size: int | None, known: int | None, chunk_size: int
+    ) -> _Budgeted:
+        """``source``'s content in chunks of ``chunk_size``, room reserved in the byte budget
+        before each."""
+        return _Budgeted(self, source, storage, max_size, known, chunk_size)
 
     def _write_chunks(
         self, source: Source, storage: str, max_size: int | None, known: int | None
@@ -484,10 +491,17 @@ class _Budgeted:
     handed on, its size and SHA-256 known once it is read."""
 
     def __init__(
-        self, store: ChunkStore, source: Source, storage: str, max_size: int | None, known: int | None
+        self,
+        store: ChunkStore,
+        source: Source,
+        storage: str,
+        max_size: int | None,
+        known: int | None,
+        chunk_size: int | None = None,
     ) -> None:
         self._store, self._source, self._storage = store, source, storage
         self._max_size, self._known = max_size, known
+        self._chunk_size = chunk_size or store.chunk_size
         self._hasher = hashlib.sha256()
         self.size = 0
 
@@ -504,11 +518,11 @@ class _Budgeted:
             reserved = self._known if self._known is not None else len(source.buffer or b"")
             _check_size(reserved, max_size)
             ledger.reserve(self._storage, reserved, evict)
-        for piece in source.chunks(store.chunk_size):
+        for piece in source.chunks(self._chunk_size):
             self.size += len(piece)
             _check_size(self.size, max_size)
             if self.size > reserved:
-                more = max(self.size - reserved, _RESERVE_CHUNKS * store.chunk_size)
+                more = max(self.size - reserved, _RESERVE_CHUNKS * self._chunk_size)
                 ledger.reserve(self._storage, more, evict)
                 reserved += more
             self._hasher.update(piece)

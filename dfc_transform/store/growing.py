@@ -81,7 +81,7 @@ class Growing:
         storage = record.storage
         written = 0
         try:
-            content = store.budgeted(source, storage, max_size, None)
+            content = store.budgeted(source, storage, max_size, None, record.chunk_size)
             for piece in content:
                 keys.set(keys.key(storage, written), piece, keys.chunk_timeout)
                 written += 1

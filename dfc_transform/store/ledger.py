@@ -401,6 +401,7 @@ class Ledger:
             deadline = time.monotonic() + 2 * LOCK_TIMEOUT
             pause = 0.001
             free = 0
+            free_since = 0.0
             while True:
                 try:
                     taken = self.backend.add(lock_key, b"1", LOCK_TIMEOUT)
@@ -409,10 +410,16 @@ class Ledger:
                     raise BackendUnavailableError(f"the ledger lock could not be taken: {err}") from err
                 if taken:
                     break
-                free = 0 if held else free + 1
-                if free >= 3:
-                    # Not taken, and nobody holds it: a memcached client answers so when its
-                    # server is down (it reports every failure as a miss).
+                if held:
+                    free = 0
+                elif free == 0:
+                    free, free_since = 1, time.monotonic()
+                else:
+                    free += 1
+                # Not taken, and nobody holds it, time after time for a while: a memcached client
+                # answers so when its server is down (it reports every failure as a miss). Once
+                # or twice it is only a holder that let go between our two requests (a busy lock).
+                if free >= 10 and time.monotonic() - free_since > 0.5:
                     raise BackendUnavailableError(
                         f"the {self.name} cannot be reached: it neither takes the ledger's lock key nor "
                         "shows who holds it (is its server running?)"

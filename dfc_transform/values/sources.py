@@ -242,7 +242,10 @@ def _sort(value: Any, where: str, filename: str | None, mime_type: str | None, d
         def member(item: Any, filename: str) -> Source:
             return _sort(item, where, filename, None, depth + 1)
 
-        return Source("writer", stream=zip_bundle(value, member, where), name_hint="bundle.zip")
+        # Written as it is read: served while it is made, as a generator is (see .generated).
+        return Source(
+            "writer", stream=zip_bundle(value, member, where), name_hint="bundle.zip", generated=True
+        )
     if is_iterator(value) or is_async_iterator(value):
         what = f"the {type_name(value)} returned"
         return Source("stream", stream=IteratorReader(value, what), generated=True)
