@@ -8,11 +8,12 @@ tests/test_upload_load.py: uploads, registrations and downloads at once.
 ``DFC_TEST_EVENTS`` (``evicted <token>``), so that the test can tell a file the budget took
 from a file that was lost.
 
-- ``GET /pid``: the worker's process id;
+- ``GET /pid``: the worker's process id, the store's namespace and its ledger's key;
 - ``GET /ticket``: a fresh upload ticket (``private=False``: each ticket counts as one session)
   and the protocol's endpoint;
 - ``POST /register?size=N&seed=S``: stores N bytes made from the seed; ``{url, sha256}``;
-- ``GET /stats``: the service's stats, and what the ledger counts against the budget.
+- ``GET /stats``: the service's stats, what the ledger counts against the budget (``used``), holds
+  for unfinished uploads (``upload_reserved``) and for evicted files still being read (``kept``).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ service.init_app(server)
 
 @server.get("/pid")
 def pid() -> dict[str, Any]:
-    return {"pid": os.getpid(), "namespace": service.store.namespace}
+    return {"pid": os.getpid(), "namespace": service.store.namespace, "ledger": service.store.ledger.key}
 
 
 @server.get("/ticket")
@@ -97,6 +98,9 @@ def register() -> Any:
 def stats() -> dict[str, Any]:
     answer = dataclasses.asdict(service.stats())
     head = service.store.ledger.read()
-    answer["used"] = head.used  # files, files being written and unfinished uploads: the budget's count
+    # Files, files being written, unfinished uploads and evicted files a transfer still reads:
+    # what the ledger counts against the budget.
+    answer["used"] = head.used
     answer["upload_reserved"] = head.upload_reserved
+    answer["kept"] = sum(int(kept[0]) for kept in head.kept.values())  # evicted, still read
     return answer
