@@ -177,15 +177,19 @@ class FileService:
         flask_adapter.add_routes(app, url_prefix, self.handle, endpoint)
         flask_adapter.install_session_cookie(app, lambda: self.uses_private)
         self._route_path = "/" + url_prefix.strip("/") + "/"
-        self.adopt(app.import_name, url_prefix)
+        self.adopt(app.import_name, url_prefix, route=self._route_path)
 
-    def adopt(self, import_name: str, url_prefix: str) -> None:
-        """Take the namespace of the app ``import_name`` (on the default store, unless one was given)."""
+    def adopt(self, import_name: str, url_prefix: str, *, route: str | None = None) -> None:
+        """Take the namespace of the app ``import_name`` (on the default store, unless one was given).
+
+        ``route``: the URL path its files are under (``/reports/_dash-files/``), for the command
+        line's listing."""
         from flask.helpers import get_root_path  # Flask comes with Dash, whatever the server
 
         self._about = {
             "module": _module_name(import_name),
             "prefix": url_prefix,
+            "route": route or url_prefix.rstrip("/") + f"/{http.ROUTE_NAME}/",
             "directory": os.path.realpath(get_root_path(import_name)),
         }
         namespace = app_namespace(import_name, url_prefix)

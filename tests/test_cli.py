@@ -262,3 +262,22 @@ def test_list_writes_a_chunk_at_a_time_what_one_table_and_one_json_would_be(
     FileService(namespace="nothing")  # makes the store directory
     assert main(["list", "--json"]) == 0 and capsys.readouterr().out == "[]\n"
     assert main(["list"]) == 0 and capsys.readouterr().out == lines[0] + "\n"
+
+
+def test_list_shows_the_url_path_a_file_service_serves_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DFC_TRANSFORM_DIR", str(tmp_path / "store"))
+    urls = []
+    for name, prefix in (("plain_app", None), ("custom_app", "/files")):
+        server = Flask(name)
+        files = FileService()
+        if prefix is None:
+            files.init_app(server)
+        else:
+            files.init_app(server, url_prefix=prefix)
+        urls.append(files.register(name.encode(), filename=f"{name}.txt"))
+        files.stats()  # written to the shared totals now
+    assert main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(r["path"] for r in rows) == sorted(urls)  # the URLs the apps gave, as they are

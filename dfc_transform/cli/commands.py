@@ -52,12 +52,13 @@ def list_files(store: Store, *, as_json: bool) -> int:
     now = time.time()
     files = [f for namespace in store.chosen for f in store.service(namespace).files()]
     files.sort(key=lambda f: f.created)
-    prefixes = {namespace: _path(store, namespace, "") for namespace in store.chosen}
+    # Each app's file route: a file's URL path is its route, its token and its name.
+    routes = {namespace: _route(store, namespace) for namespace in store.chosen}
     # Written ROWS_PER_WRITE rows at a time, each row made as it is written: a listing of
     # 100,000 files holds neither every row nor the whole output at once.
     chunks = (
         [
-            _row(f, prefixes.get(f.namespace) or _path(store, f.namespace, ""), now)
+            _row(f, routes.get(f.namespace) or _route(store, f.namespace), now)
             for f in files[start : start + ROWS_PER_WRITE]
         ]
         for start in range(0, len(files), ROWS_PER_WRITE)
@@ -80,11 +81,11 @@ def list_files(store: Store, *, as_json: bool) -> int:
 ROWS_PER_WRITE = 1000
 
 
-def _row(f: FileInfo, prefix: str, now: float) -> dict[str, Any]:
-    """A file as ``list`` shows it; ``prefix``: the app's URL prefix, ending with a slash."""
+def _row(f: FileInfo, route: str, now: float) -> dict[str, Any]:
+    """A file as ``list`` shows it; ``route``: the URL path of the app's file route (``/_dash-files/``)."""
     left = f.time_left(now)
     return {
-        "path": prefix + f.path,
+        "path": route + f.path.partition("/")[2],
         "name": f.filename,
         "mime_type": f.mime_type,
         "size": f.size,
@@ -120,9 +121,15 @@ def purge(store: Store, *, expired_only: bool, every_namespace: bool) -> int:
     return 0
 
 
-def _path(store: Store, namespace: str, path: str) -> str:
-    prefix = store.namespaces.get(namespace, {}).get("prefix") or "/"
-    return prefix.rstrip("/") + "/" + path
+def _route(store: Store, namespace: str) -> str:
+    """The URL path of the file route of the app of ``namespace``, ending with a slash."""
+    about = store.namespaces.get(namespace, {})
+    route = about.get("route")
+    if isinstance(route, str) and route:  # where the app put it (a FileService may choose)
+        return route.rstrip("/") + "/"
+    # Recorded by an older release: a Dash app's URL prefix, the route below it.
+    prefix = about.get("prefix") or "/"
+    return prefix.rstrip("/") + "/_dash-files/"
 
 
 def _duration(seconds: float) -> str:
