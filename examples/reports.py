@@ -109,7 +109,10 @@ def _links(prefix: str, names: list[str]) -> html.Ul:
     )
 
 
-app = DashProxy(__name__, transforms=[FileServeTransform()], title="dfc_transform: reports")
+# inline_below=0: every file is stored and served by its URL, even a small picture, so that each
+# converter's output can be opened (and saved) under its name; by default pictures under 32 KiB
+# would go into the page as data: URIs.
+app = DashProxy(__name__, transforms=[FileServeTransform(inline_below=0)], title="dfc_transform: reports")
 server = app.server
 
 app.layout = html.Div(

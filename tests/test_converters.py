@@ -8,6 +8,7 @@ the CSV back equal, ...). Then the choice of format, writer options, register_co
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import subprocess
@@ -339,7 +340,9 @@ def _plotly_figure() -> Any:
 def test_plotly_figure_is_standalone_html_by_default(tmp_path: Any) -> None:
     service = FileService()
     client = _flask_client(service)
-    url = service.register(_plotly_figure())
+    # In a context of its own: a test before may have left Dash's callback context set in this
+    # thread (Dash sets it, and not always back), which would make this look like a callback.
+    url = contextvars.Context().run(service.register, _plotly_figure())
     assert url.endswith("/figure.html")
     response = client.get(url)
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
