@@ -22,9 +22,11 @@ The load average is printed with each table: the machine may be shared.
 from __future__ import annotations
 
 import argparse
+import atexit
 import http.client
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +38,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"10 KiB": 10 * 1024, "100 KiB": 100 * 1024, "1 MiB": 1024 * 1024}
+#: More points for the plot (full mode): around the inline threshold (32 KiB), and below.
+PLOT_SIZES = {"1 KiB": 1024, "30 KiB": 30 * 1024, "300 KiB": 300 * 1024}
 CLIENTS = 8
 KINDS = ("file", "stored", "uri")
 #: The issue's targets, FileOutput / data URI.
@@ -175,6 +179,33 @@ def _in_process(rounds: int) -> dict[str, float]:
     return {kind: statistics.median(values) for kind, values in times.items()}
 
 
+def _plot(measured: dict[int, dict[str, float]], out: Path) -> None:
+    """Round trip time against size, log-log: FileOutput as it comes, stored, and a data URI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(measured)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = {"file": "FileOutput (inline below 32 KiB)", "stored": "FileOutput, inline_below=0",
+              "uri": "data URI in the callback's answer"}  # fmt: skip
+    for kind, label in labels.items():
+        ax.plot([s / 1024 for s in sizes], [measured[s][kind] * 1e3 for s in sizes], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("file size, KiB")
+    ax.set_ylabel("round trip, ms (median)")
+    ax.set_title(f"Callback to last byte, {CLIENTS} clients, gunicorn 2 gthread workers", fontsize=9)
+    ax.grid(True, which="both", linewidth=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    print(f"written: {out}")
+
+
 def _load() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
 
@@ -184,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke test")
+    parser.add_argument("--plot", metavar="PNG", help="also draw round trip time against size (log-log)")
     args = parser.parse_args(argv)
     rounds = 40 if args.quick else 400
     print(f"Round trips, {CLIENTS} clients, gunicorn 2 gthread workers (load average {_load()}):")
@@ -191,15 +223,25 @@ def main(argv: list[str] | None = None) -> int:
     print("| size | FileOutput | FileOutput, inline_below=0 | data URI | FileOutput / data URI (target) "
           "| stored / data URI |")  # fmt: skip
     print("|---:|---:|---:|---:|---:|---:|")
+    measured: dict[int, dict[str, float]] = {}
+    sizes = SIZES if args.quick or not args.plot else {**SIZES, **PLOT_SIZES}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, size in SIZES.items():
+        for label, size in sorted(sizes.items(), key=lambda item: item[1]):
             m = _served(size, rounds, Path(tmp) / label.replace(" ", ""))
+            measured[size] = m
+            if label not in TARGETS:
+                continue
             ratio, stored = m["file"] / m["uri"], m["stored"] / m["uri"]
             met = "met" if ratio <= TARGETS[label] else "missed"
             times = " | ".join(f"{m[kind] * 1e3:.2f} ms" for kind in KINDS)
             print(f"| {label} | {times} | {ratio:.2f}x (<= {TARGETS[label]}: {met}) | {stored:.2f}x |")
-        os.environ["DFC_TRANSFORM_DIR"] = str(Path(tmp) / "overhead")
-        m = _in_process(50 if args.quick else 500)
+    if args.plot:
+        _plot(measured, Path(args.plot))
+    # The in-process store outlives this function: its ledger is written once more at exit.
+    overhead = tempfile.mkdtemp(prefix="dfc-bench-small-")
+    atexit.register(shutil.rmtree, overhead, ignore_errors=True)  # after the ledger's (LIFO)
+    os.environ["DFC_TRANSFORM_DIR"] = overhead
+    m = _in_process(50 if args.quick else 500)
     print()
     print(f"In process, Flask's test client, medians (load average {_load()}):")
     print()
