@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import os
 import re
 import subprocess
 import sys
@@ -147,6 +148,31 @@ def test_a_one_time_generated_file_opens_once(tmp_path: Path) -> None:
     _, body, _ = _read(client, url)
     assert body == b"".join(piece(i) for i in range(8))
     assert client.http.get(url).status_code == 410
+
+
+def test_the_size_cap_fails_it_as_it_grows(tmp_path: Path) -> None:
+    client, files = _app(tmp_path, lambda: _slow(16, 0.0), max_size=MiB)  # 4 MiB made, 1 MiB allowed
+    url = client.fire(out("a", "href"), [inp("go", "n_clicks", 1)])["a"]["href"]
+    r = client.http.get(url, buffered=False)
+    received = bytearray()
+    with pytest.raises(Exception, match="failed while it was made"):
+        for chunk in _pieces(r):
+            received += chunk
+    assert len(received) <= MiB
+    assert client.http.get(url).status_code == 404 and files.service.stats().files == 0
+
+
+def test_the_byte_budget_makes_room_as_it_grows(tmp_path: Path) -> None:
+    budget = 3 * MiB
+    client, files = _app(tmp_path, lambda: _slow(8, 0.0), max_total_size=budget)  # 2 MiB made
+    old = files.service.register(os.urandom(2 * MiB), filename="old.bin")
+    url = client.fire(out("a", "href"), [inp("go", "n_clicks", 1)])["a"]["href"]
+    _, body, _ = _read(client, url)
+    assert body == b"".join(piece(i) for i in range(8))
+    # The older file made the room (evicted), and the store stays within its budget.
+    assert client.http.get(old).status_code in (404, 410)
+    stats = files.service.stats()
+    assert stats.files == 1 and stats.bytes == len(body) <= budget
 
 
 def test_a_background_callback_stores_it_whole_before_answering(tmp_path: Path) -> None:
