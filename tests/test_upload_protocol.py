@@ -61,9 +61,10 @@ class Uploader:
         self.headers = {"X-Upload-Ticket": self.ticket["token"]}
         self.sent: dict[str, dict[int, str]] = {}
 
-    def start(self, name: str, size: int, type_: str = "", expect: int = 201) -> dict[str, Any]:
+    def start(self, name: str, size: int, type_: str = "", expect: int = 201, **more: Any) -> dict[str, Any]:
+        """Start an upload; ``more`` goes into the start's body as it is (e.g. ``lastModified``)."""
         r = self.http.post(
-            self.endpoint, json={"name": name, "size": size, "type": type_}, headers=self.headers
+            self.endpoint, json={"name": name, "size": size, "type": type_, **more}, headers=self.headers
         )
         assert r.status_code == expect, r.get_data(as_text=True)
         return dict(r.get_json())
@@ -109,9 +110,9 @@ class Uploader:
         assert r.status_code == expect, r.get_data(as_text=True)
         return r.get_json()
 
-    def upload(self, name: str, data: bytes, order: list[int] | None = None) -> dict[str, Any]:
+    def upload(self, name: str, data: bytes, order: list[int] | None = None, **more: Any) -> dict[str, Any]:
         """Send ``data`` whole (parts in ``order``, the last one completing); return the file."""
-        started = self.start(name, len(data))
+        started = self.start(name, len(data), **more)
         parts = list(range(started["parts"])) if order is None else order
         answer: Any = None
         size = started["part_size"]
@@ -517,6 +518,22 @@ def test_file_input_gives_uploaded_files_and_a_plain_input_the_description(made:
     }
     r = client.http.post("/_dash-update-component", json=body)
     assert r.get_json()["response"]["state"]["children"] == "state"
+
+
+def test_uploaded_files_carry_the_browsers_last_modified(made: Any) -> None:
+    app, _, seen = made
+    client = Uploader(app)
+    # As dcc.Upload's last_modified: the browser's File.lastModified (milliseconds), in seconds.
+    dated = client.upload("a.txt", b"a", lastModified=1_700_000_000_123)
+    assert dated["last_modified"] == 1_700_000_000.123
+    undated = client.upload("b.txt", b"b")
+    odd = [client.upload(f"{i}.txt", b"c", lastModified=v) for i, v in enumerate(["1", True, -1, 1e20])]
+    fire_read(client, [dated, undated, *odd])
+    assert [f.last_modified for f in seen[-1]] == [1_700_000_000.123, None, None, None, None, None]
+    # The time is signed into the receipt with the file: a description that says otherwise is refused.
+    forged = {**dated, "last_modified": 0}
+    fire_read(client, [forged])
+    assert seen[-1][0].last_modified == 1_700_000_000.123
 
 
 def test_descriptions_not_made_by_the_app_are_refused(made: Any) -> None:
