@@ -60,7 +60,8 @@ def make_app() -> Flask:
         with upload.open() as stream:
             while block := stream.read(MiB):
                 sha.update(block)
-        return f"{upload.name} {upload.size} {sha.hexdigest()} {os.getpid()}"
+        modified = "-" if upload.last_modified is None else f"{upload.last_modified:.3f}"
+        return f"{upload.name} {upload.size} {sha.hexdigest()} {os.getpid()} {modified}"
 
     @app.server.get("/pid")
     def pid() -> dict[str, int]:
@@ -312,6 +313,7 @@ def test_a_large_upload_survives_a_cut_connection_with_bounded_memory(
 
         big = tmp_path / "big.bin"
         expected = write_file(big, SIZE)
+        os.utime(big, (1_600_000_000.25, 1_600_000_000.25))  # the browser's File.lastModified
         workers = gunicorn.workers()
         base = {pid: reset_peak(pid) for pid in workers}
         sent_before = proxy.sent_up
@@ -345,8 +347,8 @@ def test_a_large_upload_survives_a_cut_connection_with_bounded_memory(
         if big_path.exists():
             big_path.unlink()
 
-    name, size, sha, _reader = digest_text(driver).split()
-    assert (name, int(size), sha) == ("big.bin", SIZE, expected)
+    name, size, sha, _reader, modified = digest_text(driver).split()
+    assert (name, int(size), sha, float(modified)) == ("big.bin", SIZE, expected, 1_600_000_000.25)
     print(f"\n{SIZE / MiB:.0f} MiB uploaded, cut once, resumed and hashed in {elapsed:.1f} s; "
           f"worker growth {[f'{g / MiB:.1f} MiB' for g in growth.values()]}; "
           f"{(proxy.sent_up - sent_before) / MiB:.0f} MiB sent")  # fmt: skip
