@@ -127,6 +127,16 @@ def test_block_runs(
         env["REDIS_URL"] = f"redis://{request.getfixturevalue('redis_server').address}/0"
     if "MEMCACHED_SERVERS" in block.source:
         env["MEMCACHED_SERVERS"] = request.getfixturevalue("memcached_server").address
+    if "S3_ENDPOINT_URL" in block.source:  # the session's SeaweedFS, with the buckets the block names
+        seaweed = request.getfixturevalue("seaweed_server")
+        for bucket in re.findall(r'S3Store\("([^"]+)"', block.source):
+            seaweed.make_bucket(bucket)
+        env.update(
+            S3_ENDPOINT_URL=seaweed.endpoint_url,
+            AWS_ACCESS_KEY_ID=seaweed.access_key,
+            AWS_SECRET_ACCESS_KEY=seaweed.secret_key,
+            AWS_DEFAULT_REGION=seaweed.region,
+        )
     receiver, sender = forker.Pipe(duplex=False)
     process = forker.Process(
         target=run_block,
