@@ -14,8 +14,8 @@ construction for a ``DashProxy``, at ``init_app`` for a plain ``dash.Dash``):
 
 from __future__ import annotations
 
+import inspect
 import logging
-import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -110,7 +110,8 @@ def app_under_construction() -> dash.Dash | None:
     from dash_extensions.enrich import DashProxy
 
     code = DashProxy.__init__.__code__
-    frame: FrameType | None = sys._getframe(1)
+    here = inspect.currentframe()
+    frame: FrameType | None = here.f_back if here is not None else None
     for _ in range(12):
         if frame is None:
             return None
