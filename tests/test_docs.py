@@ -284,11 +284,11 @@ def _sender(app: Any) -> Callable[[str, str, Any], tuple[int, str]]:
 
     client = open_client(app)
 
-    def send_async(method: str, url: str, body: Any) -> tuple[int, str]:
+    def send_through(method: str, url: str, body: Any) -> tuple[int, str]:
         reply = client.get(url) if body is None else client.post_json(url, body)
         return reply.status, reply.text
 
-    return send_async
+    return send_through
 
 
 def _outputs(spec: str) -> Any:

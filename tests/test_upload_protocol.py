@@ -530,7 +530,7 @@ def test_uploaded_files_carry_the_browsers_last_modified(made: Any) -> None:
     odd = [client.upload(f"{i}.txt", b"c", lastModified=v) for i, v in enumerate(["1", True, -1, 1e20])]
     fire_read(client, [dated, undated, *odd])
     assert [f.last_modified for f in seen[-1]] == [1_700_000_000.123, None, None, None, None, None]
-    # The time is signed into the receipt with the file: a description that says otherwise is refused.
+    # The time is signed into the receipt with the file: a description that says otherwise changes nothing.
     forged = {**dated, "last_modified": 0}
     fire_read(client, [forged])
     assert seen[-1][0].last_modified == 1_700_000_000.123
