@@ -24,6 +24,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -122,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                 first, last, sha = fire(client, button, output, n)
                 assert sha == expected, f"{kind}: the download is not the CSV"
                 times[kind].append((first, last))
+        # A follower may read the last chunk before its writer has stored the complete record:
+        # the writers finish before their store's directory is removed.
+        for thread in threading.enumerate():
+            if thread.name == "dfc-growing-file":
+                thread.join()
     medians = {
         k: (statistics.median(f for f, _ in v), statistics.median(t for _, t in v)) for k, v in times.items()
     }
