@@ -4,15 +4,19 @@
 - :mod:`.records`: a file's metadata record and its token;
 - :mod:`.keys`: keys, and every call to the backend;
 - :mod:`.chunkstore`: writing and reading files in chunks;
+- :mod:`.budgeted`: content read in chunks, room reserved in the byte budget before each;
+- :mod:`.growing`: files served while they are written;
 - :mod:`.reader`: a seekable stream over a stored file;
 - :mod:`.parts`: files written in parts (uploads), inside their limits;
 - :mod:`.claims`: one-time files, claimed once;
 - :mod:`.lifecycle`: removal, expiry and eviction;
 - :mod:`.listing`: the files a store holds;
-- :mod:`.ledger`: sizes and ages of every file and upload, the byte budget;
+- :mod:`.ledger`, :mod:`.ledger_state`: sizes and ages of every file and upload, the byte budget;
+- :mod:`.namespaces`: the namespaces of a shared store, each with a readable name;
 - :mod:`.expiry`: the journal that removes expired files from backends that do not;
 - :mod:`.filecache`: the default store's cache on disk;
-- :mod:`.s3`, :mod:`.s3_journal`: files in an S3 bucket, one object each.
+- :mod:`.s3`, :mod:`.s3_journal`: files in an S3 bucket, one object each;
+- :mod:`.direct_parts`: uploads sent by the browser straight to the bucket.
 """
 
 from __future__ import annotations

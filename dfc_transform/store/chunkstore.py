@@ -10,7 +10,8 @@ by one chunk whatever the file size. With a namespace, every key is ``dfc:<names
 
 The rest of the store hangs off a :class:`ChunkStore`: its keys (:mod:`.keys`), the
 ledger of sizes and the budget (:mod:`.ledger`), expiry and eviction (:mod:`.lifecycle`),
-one-time claims (:mod:`.claims`) and files written in parts (:mod:`.parts`).
+one-time claims (:mod:`.claims`), files written in parts (:mod:`.parts`) and files served
+while they are written (:mod:`.growing`). Content goes in through :mod:`.budgeted`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..events import Events
-from ..exc import BackendUnavailableError, ContentMissingError, FileServeError, FileTooLargeError
-from ..units import human_size
+from ..exc import BackendUnavailableError, ContentMissingError, FileServeError
 from ..values import Source
 from .backends import CacheLike, Profile
+from .budgeted import UNLIMITED, BudgetedContent, check_size
 from .claims import Claims
 from .direct_parts import DirectUploads
 from .growing import Growing
@@ -45,11 +46,8 @@ __all__ = ["INLINE_MAX", "ChunkStore"]
 
 #: Files up to this size are kept in their record: one key to write and one to read.
 INLINE_MAX = 128 * 1024
-#: A stream's bytes are reserved in the ledger this many chunks at a time.
-_RESERVE_CHUNKS = 8
 #: The most a chunk of a file served while it is made holds (see .growing).
 GROWING_CHUNK_SIZE = 256 * 1024
-_UNLIMITED = 2**62
 
 
 class ChunkStore:
@@ -110,7 +108,7 @@ class ChunkStore:
             self.ledger,
             self.lifecycle,
             self.events,
-            uploads or UploadLimits(total=_UNLIMITED, per_session=_UNLIMITED, idle=600),
+            uploads or UploadLimits(total=UNLIMITED, per_session=UNLIMITED, idle=600),
         )
         #: Files served while they are written (see :mod:`.growing`).
         self.growing = Growing(self)
@@ -176,7 +174,7 @@ class ChunkStore:
                     return found
                 record = replace(record, token=token)
             if source.buffer is not None and len(source.buffer) <= self._inline_max:
-                _check_size(len(source.buffer), max_size)
+                check_size(len(source.buffer), max_size)
                 content = bytes(source.buffer)
                 return self._finish(
                     replace(record, size=len(content), inline=content), storage, backref=False
@@ -235,17 +233,25 @@ class ChunkStore:
 
     def budgeted(
         self, source: Source, storage: str, max_size: int | None, known: int | None, chunk_size: int
-    ) -> _Budgeted:
+    ) -> BudgetedContent:
         """``source``'s content in chunks of ``chunk_size``, room reserved in the byte budget
-        before each."""
-        return _Budgeted(self, source, storage, max_size, known, chunk_size)
+        before each (see :mod:`.budgeted`)."""
+        return BudgetedContent(
+            self.ledger,
+            self.lifecycle,
+            source,
+            storage,
+            chunk_size=chunk_size,
+            max_size=max_size,
+            known=known,
+        )
 
     def _write_chunks(
         self, source: Source, storage: str, max_size: int | None, known: int | None
     ) -> tuple[int, bytes]:
         """Write the content chunk by chunk; return its size and SHA-256."""
         keys = self.keys
-        content = _Budgeted(self, source, storage, max_size, known)
+        content = self.budgeted(source, storage, max_size, known, self.chunk_size)
         written = 0
         for piece in content:
             keys.set(keys.key(storage, written), piece, keys.chunk_timeout)
@@ -264,7 +270,7 @@ class ChunkStore:
         """Write the content as one object, a part at a time; return its size and SHA-256."""
         assert self.profile.blobs is not None
         writer = self.profile.blobs.writer(self.keys.key(storage, 0))
-        content = _Budgeted(self, source, storage, max_size, known)
+        content = self.budgeted(source, storage, max_size, known, self.chunk_size)
         try:
             for piece in content:
                 self.keys.call(writer.write, piece)
@@ -486,49 +492,6 @@ class ChunkStore:
         return self.lifecycle.sweep(force=force, now=now, grace=grace, only_mine=only_mine)
 
 
-class _Budgeted:
-    """A source's content a chunk at a time, room reserved in the budget before each chunk is
-    handed on, its size and SHA-256 known once it is read."""
-
-    def __init__(
-        self,
-        store: ChunkStore,
-        source: Source,
-        storage: str,
-        max_size: int | None,
-        known: int | None,
-        chunk_size: int | None = None,
-    ) -> None:
-        self._store, self._source, self._storage = store, source, storage
-        self._max_size, self._known = max_size, known
-        self._chunk_size = chunk_size or store.chunk_size
-        self._hasher = hashlib.sha256()
-        self.size = 0
-
-    def digest(self) -> bytes:
-        return self._hasher.digest()
-
-    def __iter__(self) -> Iterator[bytes]:
-        store, source, max_size = self._store, self._source, self._max_size
-        ledger, evict = store.ledger, store.lifecycle
-        reserved = 0
-        if ledger.budget is None:
-            reserved = _UNLIMITED  # nothing to hold back without a budget
-        elif self._known is not None or source.buffer is not None:
-            reserved = self._known if self._known is not None else len(source.buffer or b"")
-            _check_size(reserved, max_size)
-            ledger.reserve(self._storage, reserved, evict)
-        for piece in source.chunks(self._chunk_size):
-            self.size += len(piece)
-            _check_size(self.size, max_size)
-            if self.size > reserved:
-                more = max(self.size - reserved, _RESERVE_CHUNKS * self._chunk_size)
-                ledger.reserve(self._storage, more, evict)
-                reserved += more
-            self._hasher.update(piece)
-            yield bytes(piece)
-
-
 def _path_identity(record: FileRecord) -> bytes:
     """What a file served by reference is known by: the same file, unchanged, on this host."""
     return f"{record.path_host}\0{record.path}\0{record.size}\0{record.path_mtime_ns}".encode()
@@ -537,7 +500,7 @@ def _path_identity(record: FileRecord) -> bytes:
 def _with_path(record: FileRecord, path: Path, max_size: int | None) -> FileRecord:
     """The record of a path value: its size and identity, checked against the cap."""
     info = path.stat()
-    _check_size(info.st_size, max_size)
+    check_size(info.st_size, max_size)
     return replace(
         record,
         size=info.st_size,
@@ -545,13 +508,3 @@ def _with_path(record: FileRecord, path: Path, max_size: int | None) -> FileReco
         path_host=socket.gethostname(),
         path_mtime_ns=info.st_mtime_ns,
     )
-
-
-def _check_size(size: int, max_size: int | None) -> None:
-    if max_size is not None and size > max_size:
-        raise FileTooLargeError(
-            f"the file is over the size cap of {human_size(max_size)} (max_size={max_size}; read {size} "
-            "bytes so far): raise max_size or serve a smaller file",
-            size=size,
-            limit=max_size,
-        )
