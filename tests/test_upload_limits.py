@@ -401,13 +401,13 @@ def test_a_transfer_that_starts_as_its_file_is_evicted_is_whole_or_refused(
     assert record is not None
     assert store.lifecycle.evict(token, "budget") is True
     with pytest.raises(ContentMissingError, match="was evicted"):
-        store.iter_chunks(record, 0, record.size)
+        store.contents.iter_chunks(record, 0, record.size)
     # 2. The lease taken between eviction's two looks: the record goes, the chunks stay until
     #    the transfer ends, then the next eviction round removes them.
     token = register(service, app, data).split("/")[-2]
     record = store.lookup(token)
     assert record is not None
-    body = store.iter_chunks(record, 0, record.size)  # leased, the record checked: under way
+    body = store.contents.iter_chunks(record, 0, record.size)  # leased, the record checked: under way
     real = store.lifecycle.leased
     looks: list[str] = []  # eviction's first look comes just before the lease was written
 
@@ -424,7 +424,7 @@ def test_a_transfer_that_starts_as_its_file_is_evicted_is_whole_or_refused(
     assert b"".join(body) == data
     assert store.lifecycle.settle(token, kept)  # over: they go
     with pytest.raises(ContentMissingError):
-        store.chunk(record, 1)
+        store.contents.chunk(record, 1)
 
 
 # -- 8. stats tell the truth ----------------------------------------------------------------------

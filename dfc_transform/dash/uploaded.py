@@ -50,7 +50,8 @@ class UploadedFile:
 
     def open(self) -> io.BufferedReader:
         """A new binary stream over the file, from its start (seekable)."""
-        return io.BufferedReader(ChunkReader(self._store, self._record), buffer_size=self._record.chunk_size)
+        reader = ChunkReader(self._store.contents, self._record)
+        return io.BufferedReader(reader, buffer_size=self._record.chunk_size)
 
     @functools.cached_property
     def stream(self) -> io.BufferedReader:

@@ -124,7 +124,7 @@ def _respond(
         headers.append(("Content-Range", ContentRange("bytes", start, stop, size).to_header()))
     status = 206 if span is not None else 200
 
-    disk = store.open_path(record)
+    disk = store.contents.open_path(record)
     if disk is None and not record.chunked:
         return plain(410, "Gone: the file changed or was removed on the server since it was registered.")
     if disk is not None and sendfile_header and not record.one_time:
@@ -141,12 +141,12 @@ def _respond(
         else:
             # Answer as a GET would: 410, not 200, when the content is gone (reads one chunk).
             if record.inline is None and stop > start:
-                store.chunk(record, start // record.chunk_size)
+                store.contents.chunk(record, start // record.chunk_size)
         body = b""
     elif disk is not None:
         body = FileBody(disk, start, stop, record.chunk_size)
     else:
-        body = store.iter_chunks(record, start, stop)
+        body = store.contents.iter_chunks(record, start, stop)
     if record.one_time and not isinstance(body, bytes):
         body = _deliver_once(body.chunks() if isinstance(body, FileBody) else body, store, record)
     return Response(status, headers, body, length=stop - start)
@@ -185,7 +185,7 @@ def _redirect(store: ChunkStore, record: FileRecord, headers: list[tuple[str, st
     """
     if record.one_time or any(name == "Content-Security-Policy" for name, _ in headers):
         return None
-    url = store.presigned_url(record, dict(headers))
+    url = store.contents.presigned_url(record, dict(headers))
     if url is None:
         return None
     return Response(

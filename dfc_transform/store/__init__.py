@@ -3,10 +3,10 @@
 - :mod:`.backends`: what a backend is (its profile), and the default store;
 - :mod:`.records`: a file's metadata record and its token;
 - :mod:`.keys`: keys, and every call to the backend;
-- :mod:`.chunkstore`: writing and reading files in chunks;
+- :mod:`.chunkstore`: files written in chunks, found and removed;
 - :mod:`.budgeted`: content read in chunks, room reserved in the byte budget before each;
 - :mod:`.growing`: files served while they are written;
-- :mod:`.reader`: a seekable stream over a stored file;
+- :mod:`.reader`: reading stored files: byte ranges, the file on disk, the bucket's URL, a stream;
 - :mod:`.parts`: files written in parts (uploads), inside their limits;
 - :mod:`.claims`: one-time files, claimed once;
 - :mod:`.lifecycle`: removal, expiry and eviction;

@@ -1,33 +1,31 @@
-"""The chunked file store on top of any cachelib backend: writing files, and reading them.
+"""The chunked file store on top of any cachelib backend: files written, found and removed.
 
 A file's content is kept in chunks of ``chunk_size`` bytes under keys derived from a
 random storage key, ``dfc:<storage>:0``, ``dfc:<storage>:1``, ...; its metadata record
 is kept under its public token, ``dfc:<token>:m``, written last so that a reader never
 sees a record whose chunks are still being written. Keeping the two apart lets the token
 be derived from the content (a keyed hash): the same content with the same options gets
-the same URL and is stored once. Reading streams chunk by chunk, so memory stays bounded
-by one chunk whatever the file size. With a namespace, every key is ``dfc:<namespace>:...``.
+the same URL and is stored once. With a namespace, every key is ``dfc:<namespace>:...``.
 
 The rest of the store hangs off a :class:`ChunkStore`: its keys (:mod:`.keys`), the
 ledger of sizes and the budget (:mod:`.ledger`), expiry and eviction (:mod:`.lifecycle`),
 one-time claims (:mod:`.claims`), files written in parts (:mod:`.parts`) and files served
-while they are written (:mod:`.growing`). Content goes in through :mod:`.budgeted`.
+while they are written (:mod:`.growing`). Content goes in through :mod:`.budgeted`, and
+comes out through :mod:`.reader`, chunk by chunk: memory stays at one chunk whatever the size.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..events import Events
-from ..exc import BackendUnavailableError, ContentMissingError, FileServeError
+from ..exc import BackendUnavailableError, FileServeError
 from ..values import Source
 from .backends import CacheLike, Profile
 from .budgeted import UNLIMITED, BudgetedContent, check_size
@@ -40,6 +38,7 @@ from .lifecycle import Lifecycle
 from .listing import FileInfo, list_files
 from .namespaces import announce
 from .parts import UploadLimits, Uploads
+from .reader import Contents
 from .records import FileRecord, content_token, entry_of, new_token, read_record, write_record
 
 __all__ = ["INLINE_MAX", "ChunkStore"]
@@ -110,6 +109,8 @@ class ChunkStore:
             self.events,
             uploads or UploadLimits(total=UNLIMITED, per_session=UNLIMITED, idle=600),
         )
+        #: Reading stored files: ranges, the file on disk, the bucket's URL (see :mod:`.reader`).
+        self.contents = Contents(self.keys, self.lifecycle, profile)
         #: Files served while they are written (see :mod:`.growing`).
         self.growing = Growing(self)
         #: Uploads sent straight to the bucket, where files are objects (see :mod:`.direct_parts`).
@@ -347,7 +348,7 @@ class ChunkStore:
         """Files up to this size are kept in their record (one key, as a data URI is one value)."""
         return min(INLINE_MAX, self.chunk_size)
 
-    # -- reading ----------------------------------------------------------------
+    # -- finding files (their contents are read through .reader) --------------------
 
     def get(self, token: str) -> FileRecord | None:
         """The record of ``token``, or ``None`` if unknown or expired."""
@@ -359,104 +360,6 @@ class ChunkStore:
     def lookup(self, token: str) -> FileRecord | None:
         """The record of ``token`` even if expired (the route tells expired from missing)."""
         return read_record(self.keys, token)
-
-    def open_path(self, record: FileRecord) -> IO[bytes] | None:
-        """The registered file opened from disk, or ``None`` if it is not this very file.
-
-        It must be on this host and unchanged (same size and mtime), so that new
-        contents are never served under the old token and ETag.
-        """
-        if record.path is None or record.path_host != socket.gethostname():
-            return None
-        try:
-            f = open(record.path, "rb")  # noqa: SIM115 - handed to the response, which closes it
-        except OSError:
-            return None
-        info = os.fstat(f.fileno())
-        if info.st_size != record.size or info.st_mtime_ns != record.path_mtime_ns:
-            f.close()
-            return None
-        return f
-
-    def iter_chunks(self, record: FileRecord, start: int, stop: int) -> Iterator[bytes]:
-        """Yield bytes ``[start, stop)`` of the file, reading only the chunks needed.
-
-        The first chunk is fetched before this returns, so that a file whose content
-        is gone fails before any header is sent. A chunk that goes missing later
-        raises :class:`ContentMissingError` mid-stream: the server then drops the
-        connection and the client sees a failed transfer, never a short or wrong one.
-        While the chunks are read, eviction passes the file over (see :mod:`.lifecycle`).
-        """
-        if stop <= start:
-            return iter(())
-        if record.inline is not None:
-            return iter((record.inline[start:stop],))
-        lease = self.lifecycle.lease(record.token) if record.chunked else None
-        if lease is not None and read_record(self.keys, record.token) is None:
-            # Evicted between the lookup and the lease: not one byte of it is sent.
-            raise ContentMissingError(f"file {record.token} ({record.filename!r}) was evicted")
-        if record.blob:
-            pieces = self._blob_range(record, start, stop)  # the request is made now
-            return self.lifecycle.leasing(record.token, lease, pieces)
-        cs = record.chunk_size
-        first, last = start // cs, (stop - 1) // cs
-        head = self.chunk(record, first)
-        return self.lifecycle.leasing(
-            record.token, lease, self._iter_from(record, head, first, last, start, stop)
-        )
-
-    def _iter_from(
-        self, record: FileRecord, head: bytes, first: int, last: int, start: int, stop: int
-    ) -> Iterator[bytes]:
-        # One chunk per round trip: fetching the next ones ahead with get_many measured no
-        # faster on Redis (hiredis parses 1 MiB values at about a GB/s either way).
-        cs = record.chunk_size
-        for index in range(first, last + 1):
-            data = head if index == first else self.chunk(record, index)
-            lo = start - index * cs if index == first else 0
-            hi = stop - index * cs if index == last else len(data)
-            yield data if (lo, hi) == (0, len(data)) else data[lo:hi]
-
-    def chunk(self, record: FileRecord, index: int) -> bytes:
-        """Chunk ``index`` of a stored file, checked whole.
-
-        :raises ContentMissingError: it is gone from the backend, or not as long as it must be.
-        """
-        expected = min(record.chunk_size, record.size - index * record.chunk_size)
-        if record.blob:
-            start = index * record.chunk_size
-            data: Any = b"".join(self._blob_range(record, start, start + expected))
-        else:
-            data = self.keys.get(self.keys.key(*record.chunk_at(index)))
-        if not isinstance(data, bytes) or len(data) != expected:
-            raise ContentMissingError(
-                f"chunk {index} of {record.chunk_count} of file {record.token} "
-                f"({record.filename!r}) is missing from the {self.backend_name}"
-            )
-        return data
-
-    def _blob_range(self, record: FileRecord, start: int, stop: int) -> Iterator[bytes]:
-        """Bytes ``[start, stop)`` of a file kept as one object, streamed from the backend."""
-        assert self.profile.blobs is not None
-        try:
-            return self.profile.blobs.read(self.keys.key(record.chunks_key, 0), start, stop)
-        except KeyError:
-            raise ContentMissingError(
-                f"file {record.token} ({record.filename!r}) is missing from the {self.backend_name}"
-            ) from None
-
-    def presigned_url(self, record: FileRecord, headers: dict[str, str]) -> str | None:
-        """A URL of the bucket that answers the file with ``headers`` (Content-Type,
-        Content-Disposition, Cache-Control), where the backend hands such URLs out."""
-        blobs = self.profile.blobs
-        if blobs is None or not blobs.redirect or not record.blob:
-            return None
-        return blobs.presigned_get(
-            self.keys.key(record.chunks_key, 0),
-            content_type=headers["Content-Type"],
-            disposition=headers["Content-Disposition"],
-            cache_control=headers["Cache-Control"],
-        )
 
     def files(self) -> list[FileInfo]:
         """Every file of this namespace, oldest first (see :mod:`.listing`)."""

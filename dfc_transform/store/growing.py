@@ -180,7 +180,7 @@ class Growing:
                 # Complete: the rest (nothing, or the chunks written since we looked) as stored.
                 start = index * current.chunk_size
                 if start < current.size:
-                    yield from store.iter_chunks(current, start, current.size)
+                    yield from store.contents.iter_chunks(current, start, current.size)
                 return
             written = self._written(record)
             if written > index:
