@@ -4,7 +4,9 @@ The store is built from a :class:`Profile`: how big its chunks are, whether ever
 process (and host) sees the same data, whether a path on this host is visible to
 every reader, how files expire, and where one-time files are claimed. The profile
 is resolved with ``isinstance`` against cachelib's classes (``flask_caching``'s
-backends derive from them; a ``flask_caching.Cache`` is unwrapped first).
+backends derive from them; a ``flask_caching.Cache`` is unwrapped first); a store of
+ours that is not a plain cache (:class:`.s3.S3Store`) gives its own
+(:class:`ProfiledBackend`).
 """
 
 from __future__ import annotations
@@ -17,19 +19,21 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from cachelib import FileSystemCache, MemcachedCache, NullCache, SimpleCache
 
 from ..exc import FileServeError
 from .expiry import GRACE, DirectoryJournal, ExpiryJournal, MemoryJournal
 from .filecache import BytesFileSystemCache
-from .s3 import S3Store
-from .s3_journal import S3Journal
+
+if TYPE_CHECKING:
+    from .s3 import S3Store
 
 __all__ = [
     "CacheLike",
     "Profile",
+    "ProfiledBackend",
     "default_backend",
     "default_cache_dir",
     "profile_of",
@@ -80,6 +84,16 @@ class Profile:
     #: Object storage: each file is one object, written in parts and read in ranges, and may
     #: be handed out as a presigned URL (see :mod:`.s3`).
     blobs: S3Store | None = None
+
+
+@runtime_checkable
+class ProfiledBackend(Protocol):
+    """A backend that says what it is, where a cachelib class cannot tell (:class:`.s3.S3Store`):
+    a new kind of store is one module whose class has this method, and nothing here changes."""
+
+    def store_profile(self, *, chunk_size: int) -> Profile:
+        """The profile the store is built from, with chunks of ``chunk_size`` bytes."""
+        ...
 
 
 def default_cache_dir() -> Path:
@@ -146,16 +160,8 @@ def profile_of(backend: Any, *, chunk_size: int | None = None) -> Profile:
             lock_dir=home,
             disk=Path(backend._path),
         )
-    if isinstance(backend, S3Store):
-        return Profile(
-            name=backend.label,
-            chunk_size=size,
-            per_process=False,
-            host_local=False,
-            expiry="journal",
-            journal=S3Journal(backend, grace=GRACE),
-            blobs=backend,
-        )
+    if isinstance(backend, ProfiledBackend):
+        return backend.store_profile(chunk_size=size)
     if isinstance(backend, SimpleCache):
         return Profile(
             name=name,

@@ -28,6 +28,9 @@ from typing import Any
 from cachelib import BaseCache
 
 from ..exc import BackendUnavailableError
+from .backends import Profile
+from .expiry import GRACE
+from .s3_journal import S3Journal
 
 __all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "BlobWriter", "S3Store"]
 
@@ -90,6 +93,20 @@ class S3Store(BaseCache):
         """The store as messages name it: its bucket, and its endpoint unless AWS."""
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
         return f"S3 bucket {self.bucket!r}{where}"
+
+    def store_profile(self, *, chunk_size: int) -> Profile:
+        """What the store needs to know of a bucket (see :class:`.backends.ProfiledBackend`):
+        every host sees the same files, each file is one object (written in parts, read in
+        ranges, handed out as presigned URLs), and a journal of objects sweeps what expired."""
+        return Profile(
+            name=self.label,
+            chunk_size=chunk_size,
+            per_process=False,
+            host_local=False,
+            expiry="journal",
+            journal=S3Journal(self, grace=GRACE),
+            blobs=self,
+        )
 
     def object_key(self, key: str) -> str:
         return self.prefix + key

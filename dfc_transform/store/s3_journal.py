@@ -10,10 +10,13 @@ conditional write, which one host wins), so that two hosts never sweep the same 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from .expiry import ExpiryJournal
-from .s3 import S3Store
+
+if TYPE_CHECKING:
+    from .s3 import S3Store
 
 __all__ = ["S3Journal"]
 
