@@ -15,7 +15,7 @@
 - :mod:`.namespaces`: the namespaces of a shared store, each with a readable name;
 - :mod:`.expiry`: the journal that removes expired files from backends that do not;
 - :mod:`.filecache`: the default store's cache on disk;
-- :mod:`.s3`, :mod:`.s3_journal`: files in an S3 bucket, one object each;
+- :mod:`.s3`, :mod:`.s3_journal`, :mod:`.s3_writer`: files in an S3 bucket, one object each;
 - :mod:`.direct_parts`: uploads sent by the browser straight to the bucket.
 """
 

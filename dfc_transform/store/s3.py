@@ -4,7 +4,7 @@
 others (records, the ledger and its lock, claims, the expiry journal): each key is an object,
 its time-to-live in the object's metadata. A lock or a claim is a conditional write
 (``If-None-Match: *``), atomic in the bucket. Beyond a backend it offers what only object
-storage has (see :class:`Blobs`):
+storage has (the methods under "blobs" and "multipart uploads" below):
 
 - a file is **one object**, written by a multipart upload as the value is read (memory: one
   part), so that it can be read in ranges and handed out as a presigned URL;
@@ -31,8 +31,9 @@ from ..exc import BackendUnavailableError
 from .backends import Profile
 from .expiry import GRACE
 from .s3_journal import S3Journal
+from .s3_writer import BlobWriter
 
-__all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "BlobWriter", "S3Store"]
+__all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "S3Store"]
 
 #: S3 refuses multipart parts under 5 MiB (but the last).
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -197,7 +198,7 @@ class S3Store(BaseCache):
     # -- blobs: one object per file ---------------------------------------------------------
 
     def writer(self, key: str) -> BlobWriter:
-        """A writer of the object ``key``, part by part (see :class:`BlobWriter`)."""
+        """A writer of the object ``key``, part by part (see :mod:`.s3_writer`)."""
         return BlobWriter(self, self.object_key(key))
 
     def read(self, key: str, start: int, stop: int) -> Iterator[bytes]:
@@ -325,60 +326,6 @@ class S3Store(BaseCache):
         if code is None:  # no answer at all: connection refused, timed out, DNS
             return f"the {self.label} does not answer: {kind}: {err}"
         return f"the {self.label} failed: {code}: {err}"
-
-
-class BlobWriter:
-    """Writes one object as its content arrives: a single PUT if it stays under one part,
-    else a multipart upload (memory: one part). ``abort()`` leaves nothing behind."""
-
-    def __init__(self, store: S3Store, object_key: str) -> None:
-        self._store = store
-        self._key = object_key
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-        self._upload_id: str | None = None
-        self._etags: list[str] = []
-        self.size = 0
-
-    def write(self, piece: bytes) -> None:
-        self._pending.append(piece)
-        self._pending_size += len(piece)
-        self.size += len(piece)
-        if self._pending_size >= self._store.part_size:
-            self._send_part()
-
-    def finish(self) -> None:
-        """Make the object whole and visible."""
-        store = self._store
-        if self._upload_id is None:
-            store.call("put_object", Key=self._key, Body=b"".join(self._pending))
-            return
-        if self._pending_size or not self._etags:
-            self._send_part()
-        parts = [{"PartNumber": n, "ETag": e} for n, e in enumerate(self._etags, start=1)]
-        store.call(
-            "complete_multipart_upload",
-            Key=self._key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": parts},
-        )
-
-    def abort(self) -> None:
-        if self._upload_id is not None:
-            with contextlib.suppress(Exception):
-                self._store.call("abort_multipart_upload", Key=self._key, UploadId=self._upload_id)
-        self._pending.clear()
-
-    def _send_part(self) -> None:
-        store = self._store
-        if self._upload_id is None:
-            self._upload_id = store.call("create_multipart_upload", Key=self._key)["UploadId"]
-        body = b"".join(self._pending)
-        self._pending, self._pending_size = [], 0
-        answer = store.call(
-            "upload_part", Key=self._key, UploadId=self._upload_id, PartNumber=len(self._etags) + 1, Body=body
-        )
-        self._etags.append(answer["ETag"])
 
 
 class _Conflict(Exception):
