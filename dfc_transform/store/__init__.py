@@ -12,6 +12,7 @@
 - :mod:`.lifecycle`: removal, expiry and eviction;
 - :mod:`.listing`: the files a store holds;
 - :mod:`.ledger`, :mod:`.ledger_state`: sizes and ages of every file and upload, the byte budget;
+- :mod:`.locks`: a lock that every process and host sharing the backend honours;
 - :mod:`.namespaces`: the namespaces of a shared store, each with a readable name;
 - :mod:`.expiry`: the journal that removes expired files from backends that do not;
 - :mod:`.filecache`: the default store's cache on disk;

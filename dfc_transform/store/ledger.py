@@ -13,7 +13,7 @@ small JSON value per minute), so that eviction can take the oldest: it reads the
 buckets only. Everything is read and written under a lock that every sharer honours:
 ``flock`` on a file of this host for file-system backends, a key taken with the
 backend's atomic ``add`` (Redis ``SET NX``, memcached ``add``) for shared ones, a thread
-lock for an in-process cache.
+lock for an in-process cache (see :mod:`.locks`).
 
 A file being written holds a reservation for the bytes read so far, so that concurrent
 writers together never pass the budget either.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from typing import Any, NamedTuple, Protocol
 from ..exc import BackendUnavailableError, FileTooLargeError, StoreFullError
 from ..units import human_size
 from .ledger_state import Head, Pending
+from .locks import SharedLock
 
 __all__ = ["Evict", "Head", "Kept", "Ledger"]
 
@@ -67,8 +67,6 @@ class Evict(Protocol):
         """Remove the chunks of a kept file if its transfer has ended; ``True`` if they went."""
 
 
-#: A lock taken through the backend is given up after this long, should its holder die.
-LOCK_TIMEOUT = 10
 BUCKET_SECONDS = 60
 #: How often a process writes its gathered changes (without a budget).
 FLUSH_SECONDS = 1.0
@@ -107,8 +105,9 @@ class Ledger:
         #: Files are listed one by one where they may have to be evicted, or where asked to.
         #: A file's entry is ``[size, created, expires, *details]`` (see :func:`.records.entry_of`).
         self.lists_files = budget is not None or listing
-        self._lock_path = lock_dir / f"{key.replace(':', '_')}.lock" if lock_dir is not None else None
-        self._thread_lock = threading.Lock() if in_process else None
+        self._shared_lock = SharedLock(
+            backend, key, lock_dir=lock_dir, in_process=in_process, name=name, what="the ledger lock"
+        )
         # Changes not yet written, per bucket; see _later() and flush().
         self._pending: dict[int, Pending] = {}
         self._pending_lock = threading.Lock()
@@ -376,64 +375,14 @@ class Ledger:
     def locked(self) -> Iterator[Head]:
         """The head, read under the ledger's lock and written back when the block ends
         without an error: every sharer sees the changes made in it as one."""
-        with self._lock():
+        with self._shared_lock.held():
             head = Head(self._get(self.key))
             yield head
             self._set(self.key, head.dump())
 
     def exclusive(self) -> contextlib.AbstractContextManager[None]:
         """The ledger's lock alone, for other decisions every sharer must take one at a time."""
-        return self._lock()
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        if self._thread_lock is not None:
-            with self._thread_lock:
-                yield
-        elif self._lock_path is not None:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)  # closing releases the lock
-        else:
-            lock_key = self.key + ":lock"
-            deadline = time.monotonic() + 2 * LOCK_TIMEOUT
-            pause = 0.001
-            free = 0
-            free_since = 0.0
-            while True:
-                try:
-                    taken = self.backend.add(lock_key, b"1", LOCK_TIMEOUT)
-                    held = taken or self.backend.get(lock_key) is not None
-                except Exception as err:
-                    raise BackendUnavailableError(f"the ledger lock could not be taken: {err}") from err
-                if taken:
-                    break
-                if held:
-                    free = 0
-                elif free == 0:
-                    free, free_since = 1, time.monotonic()
-                else:
-                    free += 1
-                # Not taken, and nobody holds it, time after time for a while: a memcached client
-                # answers so when its server is down (it reports every failure as a miss). Once
-                # or twice it is only a holder that let go between our two requests (a busy lock).
-                if free >= 10 and time.monotonic() - free_since > 0.5:
-                    raise BackendUnavailableError(
-                        f"the {self.name} cannot be reached: it neither takes the ledger's lock key nor "
-                        "shows who holds it (is its server running?)"
-                    )
-                if time.monotonic() > deadline:
-                    raise BackendUnavailableError(f"the ledger lock {lock_key!r} was held for too long")
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
-            try:
-                yield
-            finally:
-                with contextlib.suppress(Exception):
-                    self.backend.delete(lock_key)
+        return self._shared_lock.held()
 
 
 def _flush_quietly(ledger: weakref.ref[Ledger]) -> None:
