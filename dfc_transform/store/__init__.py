@@ -7,7 +7,7 @@
 - :mod:`.budgeted`: content read in chunks, room reserved in the byte budget before each;
 - :mod:`.growing`: files served while they are written;
 - :mod:`.reader`: reading stored files: byte ranges, the file on disk, the bucket's URL, a stream;
-- :mod:`.parts`: files written in parts (uploads), inside their limits;
+- :mod:`.parts`: files written in parts (uploads); :mod:`.upload_limits`: what they may hold;
 - :mod:`.claims`: one-time files, claimed once;
 - :mod:`.lifecycle`: removal, expiry and eviction;
 - :mod:`.listing`: the files a store holds;
@@ -33,9 +33,10 @@ from .backends import (
 )
 from .chunkstore import ChunkStore
 from .listing import FileInfo
-from .parts import UploadLimits, Uploads
+from .parts import Uploads
 from .reader import ChunkReader
 from .records import TOKEN_BYTES, FileRecord, content_token, is_token, new_token
+from .upload_limits import UploadLimits
 
 __all__ = [
     "TOKEN_BYTES",

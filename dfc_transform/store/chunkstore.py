@@ -37,9 +37,10 @@ from .ledger import Ledger
 from .lifecycle import Lifecycle
 from .listing import FileInfo, list_files
 from .namespaces import announce
-from .parts import UploadLimits, Uploads
+from .parts import Uploads
 from .reader import Contents
 from .records import FileRecord, content_token, entry_of, new_token, read_record, write_record
+from .upload_limits import UploadLimits
 
 __all__ = ["INLINE_MAX", "ChunkStore"]
 

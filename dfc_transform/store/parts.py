@@ -3,7 +3,8 @@
 An upload is *started* with its size, which it holds from then on in the ledger (see
 :mod:`.ledger`): its bytes count against the store's byte budget, against a cap on the
 bytes of all unfinished uploads and against one per browser session. A start that would
-pass any of them is refused; it never evicts a stored file to make room.
+pass any of them is refused; it never evicts a stored file to make room (see
+:mod:`.upload_limits`).
 
 Each attempt at sending a part writes its chunks under keys of its own
 (``<storage>.<attempt>:<i>``) and, once all of them have arrived, *publishes* itself in
@@ -30,31 +31,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..events import Events
-from ..exc import PartsMismatchError, StoreFullError, UploadGoneError, UploadLimitError
-from ..units import human_size
+from ..exc import PartsMismatchError, UploadGoneError, UploadLimitError
 from .keys import Keys
 from .ledger import Evict, Head, Ledger
 from .lifecycle import Lifecycle
 from .records import FileRecord, entry_of, read_record, write_record
+from .upload_limits import UploadLimits, check_room, check_start
 
-__all__ = ["UploadLimits", "Uploads"]
+__all__ = ["Uploads"]
 
 logger = logging.getLogger(__name__)
 
 #: How often a process that takes uploads gives up idle ones (besides every start and part).
 IDLE_SWEEP_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    """How much unfinished uploads may hold."""
-
-    #: Bytes of all unfinished uploads together.
-    total: int
-    #: Bytes of the unfinished uploads of one browser session (or one page, without a session).
-    per_session: int
-    #: Seconds without a new part after which an upload is given up (unless its ticket says otherwise).
-    idle: int
 
 
 @dataclass(frozen=True)
@@ -87,63 +76,17 @@ class Uploads:
         :raises UploadLimitError: over a limit on unfinished uploads.
         :raises StoreFullError: no room in the budget or on the disk without evicting.
         """
-        limits = self.limits
-        if size > min(limits.per_session, limits.total):
-            raise UploadLimitError(
-                f"a file of {human_size(size)} is over this server's limit on unfinished uploads "
-                f"({human_size(min(limits.per_session, limits.total))})",
-                kind="size",
-                limit=min(limits.per_session, limits.total),
-            )
         now = time.time()
         with self.ledger.locked() as head:
             gone = self._give_up_idle(head, now)
             self.ledger.forget_expired(head)
-            mine = sum(int(u["s"]) for u in head.uploads.values() if u["c"] == session)
-            if mine + size > limits.per_session:
-                raise UploadLimitError(
-                    f"this browser's unfinished uploads hold {human_size(mine)}; with this one "
-                    f"({human_size(size)}) they would pass the limit of {human_size(limits.per_session)} "
-                    "per session: finish or cancel them first",
-                    kind="session",
-                    limit=limits.per_session,
-                )
-            if head.upload_reserved + size > limits.total:
-                raise UploadLimitError(
-                    "the server is receiving too many uploads at once "
-                    f"({human_size(head.upload_reserved)} unfinished): try again in a few minutes",
-                    kind="total",
-                    limit=limits.total,
-                )
-            self._check_room(head, size)
+            check_start(self.limits, head, size, session)
+            check_room(head, self.ledger.budget, self.keys, size)
             head.uploads[storage] = {"c": session, "s": size, "t": now, "i": idle, "n": 0, "a": {}, "b": 0}
         self._purge(gone)
         # The ceiling: an upload still open at its deadline is swept with everything it wrote.
         self.lifecycle.note(storage, deadline)
         self._start_sweeper()
-
-    def _check_room(self, head: Head, nbytes: int) -> None:
-        """Refuse ``nbytes`` more that the budget or the disk cannot take without evicting."""
-        budget = self.ledger.budget
-        if budget is not None and head.used + nbytes > budget:
-            raise StoreFullError(
-                f"the store is full: {human_size(head.used)} of its {human_size(budget)} are in use, "
-                f"and unfinished uploads never evict stored files; try again later",
-                needed=nbytes,
-                available=max(0, budget - head.used),
-            )
-        free = self.keys.free_space()
-        if free is not None and self.keys.min_free_space:
-            # What the unfinished uploads have still to write will come out of the free space too.
-            to_come = sum(int(u["s"]) - int(u["b"]) for u in head.uploads.values())
-            if free - to_come - nbytes < self.keys.min_free_space:
-                raise StoreFullError(
-                    f"the disk that holds the store has {human_size(free)} free, too little for "
-                    f"{human_size(nbytes)} more beside the unfinished uploads and the reserve of "
-                    f"{human_size(self.keys.min_free_space)}: try again later",
-                    needed=nbytes,
-                    available=max(0, free - to_come - self.keys.min_free_space),
-                )
 
     # -- sending parts ----------------------------------------------------------------
 
@@ -168,7 +111,7 @@ class Uploads:
                         kind="total",
                         limit=self.limits.total,
                     )
-                self._check_room(head, extra)
+                check_room(head, self.ledger.budget, self.keys, extra)
             attempt = int(entry["n"])
             entry["n"] = attempt + 1
             entry["a"][str(attempt)] = [part, now, extra, length]
