@@ -3,7 +3,7 @@
 - :mod:`.messages`: the small request and response values adapters speak;
 - :mod:`.files`: serving stored files (ranges, conditional requests, one-time, private);
 - :mod:`.conditional`: preconditions and ranges, decided from headers;
-- :mod:`.uploads`, :mod:`.tickets`, :mod:`.upload_checks`: the upload protocol;
+- :mod:`.uploads`, :mod:`.tickets`, :mod:`.upload_checks`, :mod:`.upload_answers`: the upload protocol;
 - :mod:`.session`: the cookie that binds private files to a browser;
 - :mod:`.adapters`: Flask (WSGI), Quart and Starlette (ASGI) in front of it.
 """

@@ -10,18 +10,9 @@ from ..naming import OCTET_STREAM, essence, mime_type_for, normalize_mime_type
 from ..settings import Settings
 from ..units import human_size
 from .messages import Readable
+from .upload_answers import Refused
 
-__all__ = ["Refused", "accepted", "check_size", "mime_type", "read_exact", "release_memory"]
-
-
-class Refused(Exception):
-    """A request the protocol answers with ``status`` and a sentence for the user."""
-
-    def __init__(self, status: int, message: str, reason: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.extra = extra
+__all__ = ["accepted", "check_size", "mime_type", "read_exact", "release_memory"]
 
 
 def check_size(name: str, size: int, ticket_max: int | None, settings: Settings) -> None:

@@ -14,7 +14,7 @@ in the ``X-Upload-Ticket`` header and is checked against it:
 A status is ``{upload, part_size, parts, received, crc32, file}``; ``file`` is ``null``
 until the upload is complete, then ``{name, size, type, url, receipt, last_modified}``,
 what the component puts in its ``value``. Errors are ``{error, reason}`` with a 4xx or
-5xx status, ``error`` a sentence for the user (see :func:`_refusal` for each).
+5xx status, ``error`` a sentence for the user (see :mod:`.upload_answers` for each).
 
 A part is ``part_size`` bytes (a whole number of the store's chunks; the last part less)
 and is read from the request body one chunk at a time, each chunk written as it is
@@ -36,33 +36,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 import zlib
 from typing import Any
 
-from ..exc import (
-    BackendUnavailableError,
-    ContentMissingError,
-    FileServeError,
-    FileTooLargeError,
-    PartsMismatchError,
-    StoreFullError,
-    UploadGoneError,
-    UploadLimitError,
-)
 from ..naming import check_filename, essence, safe_filename
 from ..settings import Settings
 from ..store import ChunkStore, FileRecord, new_token
 from . import session
 from .files import file_url
 from .messages import Request, Response
-from .tickets import Handle, Ticket, TicketError, Tickets
-from .upload_checks import Refused, accepted, check_size, mime_type, read_exact, release_memory
+from .tickets import Handle, Ticket, Tickets
+from .upload_answers import Refused, json_answer, refusal, refuse
+from .upload_checks import accepted, check_size, mime_type, read_exact, release_memory
 
 __all__ = ["CRC_HEADER", "METHODS", "ROUTE", "TICKET_HEADER", "describe", "handle_upload"]
-
-logger = logging.getLogger(__name__)
 
 #: The protocol's segment under the file route.
 ROUTE = "_upload"
@@ -72,7 +60,6 @@ CRC_HEADER = "X-Part-CRC32"
 #: A part is about this many bytes (a whole number of chunks, at least one).
 PART_TARGET = 4 * 1024 * 1024
 _MAX_START_BODY = 16 * 1024
-_NO_STORE = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
 
 
 def handle_upload(store: ChunkStore, settings: Settings, request: Request) -> Response:
@@ -97,50 +84,18 @@ def handle_upload(store: ChunkStore, settings: Settings, request: Request) -> Re
         if upload.component != ticket.component:
             raise Refused(403, "this upload belongs to another upload component", "wrong-upload")
         if len(parts) == 1 and method == "GET":
-            return _json(200, protocol.status(upload, parts[0]))
+            return json_answer(200, protocol.status(upload, parts[0]))
         if len(parts) == 1 and method == "POST":
-            return _json(200, protocol.complete(upload, parts[0]))
+            return json_answer(200, protocol.complete(upload, parts[0]))
         if len(parts) == 1 and method == "DELETE":
-            return _json(200, protocol.cancel(upload, parts[0]))
+            return json_answer(200, protocol.cancel(upload, parts[0]))
         if len(parts) == 2 and method == "PUT":
-            return _json(200, protocol.put_part(upload, parts[0], parts[1]))
+            return json_answer(200, protocol.put_part(upload, parts[0], parts[1]))
         raise Refused(405, f"{method} is not part of the upload protocol here", "method")
     except Exception as err:
-        return _refuse(store, _refusal(err))
+        return refuse(store, refusal(err))
     finally:
         release_memory()
-
-
-def _refusal(err: Exception) -> Refused:
-    """The answer to an error: a status and a sentence the component shows.
-
-    Retryable ones (the component sends again after a pause): 503 (too many uploads now,
-    the store unreachable), 429 (this browser's own unfinished uploads).
-    """
-    if isinstance(err, Refused):
-        return err
-    if isinstance(err, TicketError):
-        return Refused(410 if err.reason == "expired" else 403, str(err), err.reason)
-    if isinstance(err, UploadGoneError):
-        return Refused(410, err.message, err.reason)
-    if isinstance(err, UploadLimitError):
-        status = {"size": 413, "session": 429}.get(err.kind, 503)
-        return Refused(status, err.message, "too-large" if err.kind == "size" else "busy", limit=err.limit)
-    if isinstance(err, StoreFullError):
-        return Refused(507, err.message, "full")
-    if isinstance(err, PartsMismatchError):
-        reason = "missing" if err.missing and not err.mismatched else "mismatch"
-        return Refused(409, err.message, reason, missing=err.missing, mismatched=err.mismatched)
-    if isinstance(err, FileTooLargeError):
-        return Refused(413, err.message, "too-large")
-    if isinstance(err, ContentMissingError):
-        return Refused(409, str(err), "missing")
-    if isinstance(err, BackendUnavailableError):
-        logger.warning("upload failed: %s", err)
-        return Refused(503, "the file store cannot be reached; try again", "backend")
-    if isinstance(err, FileServeError):  # a name that cannot be served
-        return Refused(400, str(err), "refused")
-    raise err
 
 
 class _Protocol:
@@ -214,7 +169,7 @@ class _Protocol:
             last_modified=_seconds(modified),
             direct=direct,
         )
-        response = _json(201, self._status(upload, self.tickets.dump_handle(upload), {}, None))
+        response = json_answer(201, self._status(upload, self.tickets.dump_handle(upload), {}, None))
         if new_session is not None:
             response.headers.append(session.cookie_header(new_session, secure=request.secure))
         return response
@@ -407,18 +362,3 @@ def _session_of(request: Request) -> str | None:
 
 def ticket_text(request: Request) -> str:
     return request.headers.get(TICKET_HEADER, "")
-
-
-def _json(status: int, body: dict[str, Any]) -> Response:
-    data = json.dumps(body, separators=(",", ":")).encode()
-    headers = [("Content-Type", "application/json"), *_NO_STORE]
-    if status == 503:
-        headers.append(("Retry-After", "10"))
-    return Response(status, headers, data)
-
-
-def _refuse(store: ChunkStore, err: Refused) -> Response:
-    # What is left of a refused request's body is drained by the server (gunicorn, werkzeug)
-    # before the connection takes the next request.
-    store.events.emit("failed", detail=f"upload refused ({err.status}): {err}")
-    return _json(err.status, {"error": str(err), "reason": err.reason, **err.extra})
