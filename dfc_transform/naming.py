@@ -151,6 +151,29 @@ def safe_filename(name: str) -> str:
     return name
 
 
+def name_and_type(
+    filename: str | None, mime_type: str | None, *, hint: str | None, charset: str | None
+) -> tuple[str, str]:
+    """The name and type a file is served with, from what was asked and what the value tells.
+
+    The name asked for, else the value's own (a file's name), made safe; the type asked for,
+    else the name's, else text for text and bytes for the rest, with the text's charset; a file
+    without a name is ``file`` with the type's extension.
+
+    :raises ValueError: the name or the type asked for cannot be served.
+    """
+    name = safe_filename(filename or hint or "")
+    check_filename(name)
+    mime = normalize_mime_type(mime_type) if mime_type else None
+    if mime is None:
+        mime = mime_type_for(name) if name else None
+    if mime is None:
+        mime = "text/plain" if charset else OCTET_STREAM
+    if charset and "charset=" not in mime:
+        mime += f"; charset={charset}"
+    return name or "file" + extension_for(mime), mime
+
+
 def content_disposition(filename: str, *, attachment: bool) -> str:
     """A ``Content-Disposition`` value with an ASCII fallback and RFC 5987 ``filename*``."""
     kind = "attachment" if attachment else "inline"

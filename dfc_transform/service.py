@@ -24,14 +24,7 @@ from . import http
 from .events import Events
 from .exc import BackendUnavailableError, FileServeError, InvalidOptionError
 from .http.adapters import current
-from .naming import (
-    OCTET_STREAM,
-    check_filename,
-    extension_for,
-    mime_type_for,
-    normalize_mime_type,
-    safe_filename,
-)
+from .naming import name_and_type
 from .options import DEFAULTS, FileOptions, OptionArgs, options_from
 from .settings import SettingArgs, Settings, min_free_space, settings_from, upload_limits
 from .store import (
@@ -301,21 +294,13 @@ class FileService:
 
         Names and types that cannot be served are refused here, before anything is written.
         """
-        filename = safe_filename(opts.filename or source.name_hint or "")
         try:
-            check_filename(filename)
-            mime = normalize_mime_type(opts.mime_type) if opts.mime_type else None
+            filename, mime = name_and_type(
+                opts.filename, opts.mime_type, hint=source.name_hint, charset=source.charset
+            )
         except ValueError as err:
             source.release()
             raise InvalidOptionError(str(err)) from None
-        if mime is None:
-            mime = mime_type_for(filename) if filename else None
-        if mime is None:
-            mime = "text/plain" if source.charset else OCTET_STREAM
-        if source.charset and "charset=" not in mime:
-            mime += f"; charset={source.charset}"
-        if not filename:
-            filename = "file" + extension_for(mime)
         now = time.time()
         timeout = self.settings.timeout
         return FileRecord(
