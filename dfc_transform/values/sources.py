@@ -3,7 +3,7 @@
 Like werkzeug's ``send_file``, every value is sorted once, at the top, into one
 of four shapes; the store then has one straight flow for each. A value that is not
 yet a file (a figure, an image, a data frame) goes through its converter first
-(see :mod:`dfc_transform.converters`).
+(see :mod:`dfc_transform.values.converters`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import os
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Unpack
+from typing import Any, Literal
 
 from ..exc import FileServeError, MissingPathError, UnsupportedValueError
-from ..options import FileOptions, OptionArgs, options_from
+from ..options import FileOptions
 from .bundles import is_bundle, zip_bundle
 from .converters import Converter, Written, choose_format, find_converter, type_name
+from .file import File, WithWriter
 from .generated import IteratorReader, is_async_iterator, is_iterator
 
-__all__ = ["ACCEPTED", "File", "FileOptions", "Source", "WithWriter", "to_source"]
+__all__ = ["ACCEPTED", "Source", "to_source"]
 
 ACCEPTED = (
     "bytes, bytearray, memoryview, io.BytesIO, io.StringIO, a binary file object, "
@@ -34,49 +35,6 @@ ACCEPTED = (
 # A converter's result that needs converting again: allowed a few times (a polars frame
 # handed on as pandas), not forever.
 _MAX_CONVERSIONS = 4
-
-
-@dataclass(frozen=True, init=False)
-class File:
-    """A returned value with options for this value only.
-
-    ``return File(buf, filename="report.pdf", download=True)``
-
-    ``writer`` holds keyword arguments for the writer of a converted value (not a
-    serving option): ``File(df, filename="x.xlsx", writer={"index": False,
-    "sheet_name": "Data"})`` calls ``df.to_excel(sink, index=False, sheet_name="Data")``.
-    """
-
-    #: The value; with ``writer`` options, the value bound to them (a :class:`WithWriter`),
-    #: so that they travel with it to the converter.
-    data: Any
-    options: FileOptions
-    #: Keyword arguments for the converter's writer (``to_csv``, ``savefig``, ``save``...).
-    writer: Mapping[str, Any] | None
-
-    def __init__(
-        self, data: Any, *, writer: Mapping[str, Any] | None = None, **options: Unpack[OptionArgs]
-    ) -> None:
-        if isinstance(data, File):
-            raise UnsupportedValueError("File(...) cannot wrap another File(...)")
-        if writer is not None and not (
-            isinstance(writer, Mapping) and all(isinstance(k, str) for k in writer)
-        ):
-            raise UnsupportedValueError(
-                f"File(writer=...) takes a dict of keyword arguments for the writer, got {writer!r}"
-            )
-        writer = dict(writer) if writer else None
-        object.__setattr__(self, "data", WithWriter(data, writer) if writer else data)
-        object.__setattr__(self, "options", options_from(dict(options), "File(...)"))
-        object.__setattr__(self, "writer", writer)
-
-
-@dataclass(frozen=True)
-class WithWriter:
-    """A value with the keyword arguments its converter's writer is to get."""
-
-    value: Any
-    writer: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
