@@ -5,6 +5,7 @@
 - :mod:`.keys`: keys, and every call to the backend;
 - :mod:`.chunkstore`: files written in chunks, found and removed;
 - :mod:`.budgeted`: content read in chunks, room reserved in the byte budget before each;
+- :mod:`.dedupe`: content-addressed tokens: the same content stored once;
 - :mod:`.growing`: files served while they are written;
 - :mod:`.reader`: reading stored files: byte ranges, the file on disk, the bucket's URL, a stream;
 - :mod:`.parts`: files written in parts (uploads); :mod:`.upload_limits`: what they may hold;

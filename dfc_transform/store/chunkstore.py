@@ -9,9 +9,10 @@ the same URL and is stored once. With a namespace, every key is ``dfc:<namespace
 
 The rest of the store hangs off a :class:`ChunkStore`: its keys (:mod:`.keys`), the
 ledger of sizes and the budget (:mod:`.ledger`), expiry and eviction (:mod:`.lifecycle`),
-one-time claims (:mod:`.claims`), files written in parts (:mod:`.parts`) and files served
-while they are written (:mod:`.growing`). Content goes in through :mod:`.budgeted`, and
-comes out through :mod:`.reader`, chunk by chunk: memory stays at one chunk whatever the size.
+one-time claims (:mod:`.claims`), one copy of each content (:mod:`.dedupe`), files
+written in parts (:mod:`.parts`) and files served while they are written
+(:mod:`.growing`). Content goes in through :mod:`.budgeted`, and comes out through
+:mod:`.reader`, chunk by chunk: memory stays at one chunk whatever the size.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..values import Source
 from .backends import CacheLike, Profile
 from .budgeted import UNLIMITED, BudgetedContent, check_size
 from .claims import Claims
+from .dedupe import Dedupe
 from .direct_parts import DirectUploads
 from .growing import Growing
 from .keys import Keys
@@ -39,7 +41,7 @@ from .listing import FileInfo, list_files
 from .namespaces import announce
 from .parts import Uploads
 from .reader import Contents
-from .records import FileRecord, content_token, entry_of, new_token, read_record, write_record
+from .records import FileRecord, entry_of, new_token, read_record, write_record
 from .upload_limits import UploadLimits
 
 __all__ = ["INLINE_MAX", "ChunkStore"]
@@ -116,7 +118,8 @@ class ChunkStore:
         self.growing = Growing(self)
         #: Uploads sent straight to the bucket, where files are objects (see :mod:`.direct_parts`).
         self.direct = DirectUploads(self.uploads, profile.blobs) if profile.blobs is not None else None
-        self._hmac_key: bytes | None = None
+        #: The same content, served the same way, stored once (see :mod:`.dedupe`).
+        self.dedupe = Dedupe(self.keys, self.ledger, self.lifecycle, self.events, profile)
         #: What the namespace is (the app's module, URL prefix, directory), recorded with the
         #: first file this store object writes (see :mod:`.namespaces`).
         self.about = about
@@ -165,13 +168,13 @@ class ChunkStore:
             if source.path is not None:
                 record = _with_path(record, source.path, max_size)
                 if not copy_path:
-                    token = record.token or self._token(_path_identity(record), record)
+                    token = record.token or self.dedupe.token(_path_identity(record), record)
                     record = replace(record, token=token, chunked=False)
-                    return self.renew(token, record) or self._finish(record, storage, backref=False)
+                    return self.dedupe.renew(token, record) or self._finish(record, storage, backref=False)
             if source.buffer is not None and not record.token:
                 # The content is in memory: its token is known before anything is written.
-                token = self._token(hashlib.sha256(source.buffer).digest(), record)
-                found = self.renew(token, record)
+                token = self.dedupe.token(hashlib.sha256(source.buffer).digest(), record)
+                found = self.dedupe.renew(token, record)
                 if found is not None:
                     return found
                 record = replace(record, token=token)
@@ -209,8 +212,8 @@ class ChunkStore:
             )
         record = replace(record, size=size)
         if not record.token:
-            token = self._token(digest, record)
-            found = self.renew(token, record)
+            token = self.dedupe.token(digest, record)
+            found = self.dedupe.renew(token, record)
             if found is not None:
                 # The same content was there: ours is a second copy, and goes.
                 self.lifecycle.purge_storage(storage)
@@ -304,45 +307,6 @@ class ChunkStore:
             announce(self.keys, self.about)
             self.about = None
         return record
-
-    def renew(self, token: str, wanted: FileRecord) -> FileRecord | None:
-        """If ``token`` is stored and intact, push back its expiry and return it; else ``None``.
-
-        The renewed file answers as if registered now (``Last-Modified``, its lifetime), so
-        that nobody can tell that the same content was there before.
-        """
-        if wanted.one_time:
-            return None
-        found = read_record(self.keys, token)
-        if found is None or found.consumed or (found.chunked and not self._has_first_chunk(found)):
-            return None
-        renewed = replace(found, expires=wanted.expires, modified=time.time())
-        keys = self.keys
-        if self.profile.expiry == "native" and found.chunked and found.inline is None:
-            # The backend forgets keys by their own time-to-live: give the chunks a new one.
-            for index in range(found.chunk_count):
-                key = keys.key(*found.chunk_at(index))
-                data = keys.get(key)
-                if not isinstance(data, bytes):
-                    return None
-                keys.set(key, data, keys.chunk_timeout)
-        self.lifecycle.note(found.chunks_key, wanted.expires)
-        write_record(keys, renewed)
-        self.ledger.renew(token, found.created, wanted.expires)
-        self.events.emit("registered", token=token, filename=found.filename, size=found.size)
-        self.events.emit("deduplicated", token=token, filename=found.filename, size=found.size)
-        return renewed
-
-    def _has_first_chunk(self, record: FileRecord) -> bool:
-        return (
-            record.size == 0 or record.inline is not None or self.keys.has(self.keys.key(*record.chunk_at(0)))
-        )
-
-    def _token(self, digest: bytes, record: FileRecord) -> str:
-        if self._hmac_key is None:
-            # Shared by every process through the backend: the same content, the same token.
-            self._hmac_key = self.keys.shared_secret("hmac-key", self.ledger.exclusive())
-        return content_token(self._hmac_key, digest, record)
 
     @property
     def _inline_max(self) -> int:
