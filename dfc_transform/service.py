@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Unpack
@@ -40,10 +38,11 @@ from .store import (
     unwrap,
     warn_on_count_pruning,
 )
+from .store.namespaces import app_directory, app_namespace, module_name
 from .values import File, Source, to_source
 from .values.inline import data_uri, may_inline, send_dict
 
-__all__ = ["FileService", "Stats", "app_namespace"]
+__all__ = ["FileService", "Stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ class FileService:
         self.events = Events(self.settings.on_event)
         self._namespace = self.settings.namespace or ""
         #: What this app is, recorded with its namespace (see :mod:`dfc_transform.store.namespaces`).
-        self._about: dict[str, Any] = {"module": _main_module()}
+        self._about: dict[str, Any] = {"module": module_name("__main__")}
         self._store: ChunkStore | None = None
         if unwrap(backend) is not None:
             self._build_store()  # a flask_caching.Cache without its app yet is judged when it has one
@@ -177,13 +176,11 @@ class FileService:
 
         ``route``: the URL path its files are under (``/reports/_dash-files/``), for the command
         line's listing."""
-        from flask.helpers import get_root_path  # Flask comes with Dash, whatever the server
-
         self._about = {
-            "module": _module_name(import_name),
+            "module": module_name(import_name),
             "prefix": url_prefix,
             "route": route or url_prefix.rstrip("/") + f"/{http.ROUTE_NAME}/",
-            "directory": os.path.realpath(get_root_path(import_name)),
+            "directory": app_directory(import_name),
         }
         namespace = app_namespace(import_name, url_prefix)
         if self._auto_namespace and self._namespace != namespace:
@@ -385,29 +382,3 @@ def _token_of(url_or_token: str) -> str | None:
     parts = path.rsplit("/", 2)
     text = parts[-2] if len(parts) >= 2 else parts[0]
     return text if is_token(text) else None
-
-
-def app_namespace(import_name: str, url_prefix: str) -> str:
-    """A namespace that every process of an app computes alike, and another app does not.
-
-    From the app's directory, its module's name and its URL prefix: a web worker, a
-    background-callback process and a Celery worker that import the same app module agree
-    on it without talking to each other (the name ``__main__`` is taken from its file).
-    """
-    from flask.helpers import get_root_path  # Flask comes with Dash, whatever the server
-
-    module = _module_name(import_name)
-    seed = f"{os.path.realpath(get_root_path(import_name))}|{module.rsplit('.', 1)[-1]}|{url_prefix}"
-    return hashlib.sha256(seed.encode()).hexdigest()[:12]
-
-
-def _module_name(import_name: str) -> str:
-    """The module's name (that of its file for ``__main__``)."""
-    if import_name != "__main__":
-        return import_name
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None) or "__main__"
-    return os.path.splitext(os.path.basename(main_file))[0]
-
-
-def _main_module() -> str:
-    return _module_name("__main__")
