@@ -32,7 +32,8 @@ from werkzeug.serving import make_server
 
 from dfc_transform import FileService
 from dfc_transform.exc import BackendUnavailableError, FileTooLargeError
-from dfc_transform.store.backends import DEFAULT_CHUNK_SIZE, MEMCACHED_CHUNK_SIZE
+from dfc_transform.store.backends import DEFAULT_CHUNK_SIZE, MEMCACHED_CHUNK_SIZE, Profile
+from dfc_transform.store.expiry import MemoryJournal
 from dfc_transform.store.records import FileRecord
 from dfc_transform.store.s3 import S3Store
 
@@ -555,3 +556,41 @@ def test_stats_count_what_happened(make_rig: Callable[..., Rig]) -> None:
     }
     assert events["missing"] == 2
     assert rig.service.stats().files == 0
+
+
+class _SelfProfiledCache(SimpleCache):
+    """A kind of store the package does not know, which says what it is (ProfiledBackend)."""
+
+    def __init__(self) -> None:
+        super().__init__(threshold=0)
+        self.asked: list[int] = []
+
+    def store_profile(self, *, chunk_size: int) -> Profile:
+        self.asked.append(chunk_size)
+        return Profile(
+            name="self-profiled store",
+            chunk_size=4096,
+            per_process=True,
+            host_local=True,
+            expiry="journal",
+            journal=MemoryJournal(grace=0),
+        )
+
+
+def test_a_backend_that_gives_its_own_profile_is_built_from_it() -> None:
+    """A new kind of store is one class with ``store_profile``: the store is built from what it
+    says (here 4 KiB chunks, where a SimpleCache gets 1 MiB), and files round-trip through it."""
+    backend = _SelfProfiledCache()
+    service = FileService(backend)
+    app = Flask(__name__)
+    service.init_app(app)
+    assert backend.asked and set(backend.asked) == {DEFAULT_CHUNK_SIZE}  # asked with the chunk size it gets
+    assert service.store.profile.name == "self-profiled store"
+    data = os.urandom(3 * 4096 + 17)
+    with app.test_request_context():
+        url = service.register(data, filename="x.bin")
+    token = url.rsplit("/", 2)[-2]
+    record = service.store.get(token)
+    assert record is not None and record.chunk_size == 4096 and record.chunk_count == 4
+    got = app.test_client().get(url)
+    assert got.status_code == 200 and got.data == data
