@@ -402,6 +402,8 @@ def test_a_transfer_that_starts_as_its_file_is_evicted_is_whole_or_refused(
     assert store.lifecycle.evict(token, "budget") is True
     with pytest.raises(ContentMissingError, match="was evicted"):
         store.contents.iter_chunks(record, 0, record.size)
+    # ... and holds no lease: chunks that eviction kept for it go at the next round, not 10 s later.
+    assert not store.lifecycle.leased(token)
     # 2. The lease taken between eviction's two looks: the record goes, the chunks stay until
     #    the transfer ends, then the next eviction round removes them.
     token = register(service, app, data).split("/")[-2]
@@ -425,6 +427,14 @@ def test_a_transfer_that_starts_as_its_file_is_evicted_is_whole_or_refused(
     assert store.lifecycle.settle(token, kept)  # over: they go
     with pytest.raises(ContentMissingError):
         store.contents.chunk(record, 1)
+    # 3. A body closed before its first chunk (the client went away first) ends its lease too.
+    token = register(service, app, data).split("/")[-2]
+    record = store.lookup(token)
+    assert record is not None
+    body = store.contents.iter_chunks(record, 0, record.size)
+    assert store.lifecycle.leased(token)
+    body.close()  # type: ignore[attr-defined]
+    assert not store.lifecycle.leased(token)
 
 
 # -- 8. stats tell the truth ----------------------------------------------------------------------

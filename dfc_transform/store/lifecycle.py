@@ -179,35 +179,29 @@ class Lifecycle:
             return None
         lease = secrets.token_hex(4)
         try:
-            self._lease(token, lease)
+            self.hold(token, lease)
         except BackendUnavailableError:
             # A file-system backend's write can lose a race with the eviction deleting the same
             # key (cachelib stats the file it has just renamed): once more.
-            self._lease(token, lease)
+            self.hold(token, lease)
         return lease
 
     def leasing(self, token: str, lease: str | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        """``chunks``, renewing the transfer's lease as they are read; the lease ends with them."""
+        """``chunks``, renewing the transfer's lease as they are read; the lease ends with them
+        (read to the end, failed, or closed, even before the first chunk)."""
         if lease is None:
-            yield from chunks
-            return
-        started = renewed = time.time()
-        try:
-            for chunk in chunks:
-                now = time.time()
-                if now - renewed > LEASE_RENEW and now - started < LEASE_MAX:
-                    with contextlib.suppress(BackendUnavailableError):  # the next renewal may do
-                        self._lease(token, lease)
-                    renewed = now
-                yield chunk
-        finally:
-            with contextlib.suppress(Exception):  # the backend may be down: the lease runs out
-                value = self.keys.get(self.keys.key(token, "l"))
-                if isinstance(value, bytes) and value.endswith(lease.encode()):
-                    # Ours still: no other transfer renewed it since (they would, within a second).
-                    self.keys.delete(self.keys.key(token, "l"))
+            return chunks
+        return _Leased(self, token, lease, chunks)
 
-    def _lease(self, token: str, lease: str) -> None:
+    def release(self, token: str, lease: str) -> None:
+        """End the transfer's lease ``lease`` on ``token``, unless another transfer renewed it since."""
+        with contextlib.suppress(Exception):  # the backend may be down: the lease runs out
+            value = self.keys.get(self.keys.key(token, "l"))
+            if isinstance(value, bytes) and value.endswith(lease.encode()):
+                # Ours still: no other transfer renewed it since (they would, within a second).
+                self.keys.delete(self.keys.key(token, "l"))
+
+    def hold(self, token: str, lease: str) -> None:
         # The value says until when: a journal backend keeps the key past that (no time-to-live).
         until = time.time() + LEASE_SECONDS
         ttl = int(LEASE_SECONDS) + 1 if self.keys.profile.expiry == "native" else 0
@@ -302,3 +296,52 @@ def _two_numbers(data: object) -> tuple[int, int]:
     if not (first.isdigit() and (not second or second.isdigit())):
         return 0, 0
     return int(first), int(second or 0)
+
+
+class _Leased:
+    """A transfer's chunks read under its lease, renewed as they are read.
+
+    An iterator rather than a generator: a generator that is closed before its first chunk
+    never runs its ``finally``, and a response whose client went away before the body started
+    would hold its file's lease (and keep an evicted file's chunks) until the lease ran out.
+    """
+
+    def __init__(self, lifecycle: Lifecycle, token: str, lease: str, chunks: Iterator[bytes]) -> None:
+        self._lifecycle = lifecycle
+        self._token = token
+        self._lease: str | None = lease
+        self._chunks = chunks
+        self._started = self._renewed = time.time()
+
+    def __iter__(self) -> _Leased:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            chunk = next(self._chunks)
+        except BaseException:  # the end, or a chunk gone: the lease ends either way
+            self.close()
+            raise
+        now = time.time()
+        if self._lease is not None and now - self._renewed > LEASE_RENEW and now - self._started < LEASE_MAX:
+            with contextlib.suppress(BackendUnavailableError):  # the next renewal may do
+                self._lifecycle.hold(self._token, self._lease)
+            self._renewed = now
+        return chunk
+
+    def close(self) -> None:
+        """Stop reading and end the lease (once)."""
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        close = getattr(self._chunks, "close", None)
+        try:
+            if callable(close):
+                close()
+        finally:
+            self._lifecycle.release(self._token, lease)
+
+    def __del__(self) -> None:
+        # As a generator's ``finally`` would: a body dropped without being closed ends its lease.
+        with contextlib.suppress(Exception):
+            self.close()

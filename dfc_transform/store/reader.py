@@ -70,18 +70,24 @@ class Contents:
         if record.inline is not None:
             return iter((record.inline[start:stop],))
         lease = self.lifecycle.lease(record.token) if record.chunked else None
-        if lease is not None and read_record(self.keys, record.token) is None:
-            # Evicted between the lookup and the lease: not one byte of it is sent.
-            raise ContentMissingError(f"file {record.token} ({record.filename!r}) was evicted")
-        if record.blob:
-            pieces = self._blob_range(record, start, stop)  # the request is made now
-            return self.lifecycle.leasing(record.token, lease, pieces)
-        cs = record.chunk_size
-        first, last = start // cs, (stop - 1) // cs
-        head = self.chunk(record, first)
-        return self.lifecycle.leasing(
-            record.token, lease, self._iter_from(record, head, first, last, start, stop)
-        )
+        try:
+            if lease is not None and read_record(self.keys, record.token) is None:
+                # Evicted between the lookup and the lease: not one byte of it is sent.
+                raise ContentMissingError(f"file {record.token} ({record.filename!r}) was evicted")
+            if record.blob:
+                pieces = self._blob_range(record, start, stop)  # the request is made now
+            else:
+                cs = record.chunk_size
+                first, last = start // cs, (stop - 1) // cs
+                head = self.chunk(record, first)
+                pieces = self._iter_from(record, head, first, last, start, stop)
+        except BaseException:
+            # No transfer: the lease goes now, so that an evicted file's chunks go at the next
+            # registration, not when the lease would have run out.
+            if lease is not None:
+                self.lifecycle.release(record.token, lease)
+            raise
+        return self.lifecycle.leasing(record.token, lease, pieces)
 
     def _iter_from(
         self, record: FileRecord, head: bytes, first: int, last: int, start: int, stop: int
